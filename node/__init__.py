@@ -1,0 +1,1 @@
+"""The Bitterbot node: libp2p host, stores, local API, metrics and CLI."""

@@ -1,0 +1,176 @@
+"""Local HTTP API (Starlette on hypercorn's trio worker).
+
+Security: binds 127.0.0.1 by default; every route needs ``Authorization: Bearer <token>``
+(the token lives in ``api.token`` in the home, mode 0600) and a loopback ``Host`` header
+(DNS-rebinding defence): 401 without the token, 403 for a foreign Host. Errors have one
+JSON shape: ``{"error": {"code", "message", "hint"?}}``.
+
+Routes come from per-subsystem modules, each exposing ``routes(ctx) -> list[BaseRoute]``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from bitterbot.node.context import NodeContext
+from bitterbot.protocol import errors
+
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+_STATUS = {
+    errors.NotFoundError: 404,
+    errors.ValidationError: 400,
+    errors.WireError: 400,
+    errors.ConfigError: 400,
+    errors.SandboxViolation: 403,
+    errors.PaymentError: 402,
+    errors.StaleError: 409,
+}
+
+
+def error_response(exc: errors.BitterbotError) -> JSONResponse:
+    status = 500
+    for cls, code in _STATUS.items():
+        if isinstance(exc, cls):
+            status = code
+            break
+    return JSONResponse({"error": exc.to_dict()}, status_code=status)
+
+
+def _json_error(status: int, code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def host_is_loopback(host_header: str) -> bool:
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[: host.find("]") + 1] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class AuthMiddleware:
+    """Refuse foreign Host headers (403) and missing or wrong tokens (401), before routing."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        host = headers.get(b"host", b"").decode("latin-1")
+        if not host_is_loopback(host):
+            await _send(
+                send,
+                403,
+                _json_error(403, "forbidden_host", "requests must use a loopback Host header"),
+            )
+            return
+        auth = headers.get(b"authorization", b"")
+        if not hmac.compare_digest(auth, self.expected):
+            await _send(
+                send,
+                401,
+                _json_error(
+                    401,
+                    "unauthorized",
+                    "missing or wrong bearer token (see api.token in the node home)",
+                ),
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+async def _send(send: Callable[[Any], Awaitable[None]], status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_app(ctx: NodeContext, token: str) -> Any:
+    from bitterbot.node import api_routes
+
+    routes: list[BaseRoute] = []
+    for make in api_routes.ROUTE_FACTORIES:
+        routes.extend(make(ctx))
+
+    async def on_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.BitterbotError)
+        return error_response(exc)
+
+    app = Starlette(routes=routes, exception_handlers={errors.BitterbotError: on_error})
+    app.state.ctx = ctx
+    return AuthMiddleware(app, token)
+
+
+async def serve_api(
+    app: Any,
+    listen: str,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+    shutdown: trio.Event | None = None,
+) -> None:
+    """Serve ``app`` on ``listen`` (HOST:PORT; port 0 picks one) until ``shutdown`` is set.
+
+    ``task_status.started`` receives the bound ``host:port``.
+    """
+    import os
+    import socket
+
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    config = Config()
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 1.0
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise errors.NetworkError(
+            f"cannot listen on {listen} for the API: {exc.strerror}",
+            hint="pick another address with --api HOST:PORT",
+        ) from exc
+    try:
+        bound_host, bound_port = sock.getsockname()[:2]
+        # hypercorn takes ownership of (and closes) the descriptor it is given: hand it a dup
+        config.bind = [f"fd://{os.dup(sock.fileno())}"]
+        event = shutdown if shutdown is not None else trio.Event()
+        task_status.started(
+            f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+        )
+        await serve(app, config, shutdown_trigger=event.wait)  # type: ignore[arg-type]
+    finally:
+        sock.close()

@@ -1,0 +1,20 @@
+"""The list of route factories the local API mounts; each subsystem adds its own module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.routing import BaseRoute
+
+from bitterbot.node.context import NodeContext
+
+RouteFactory = Callable[[NodeContext], list[BaseRoute]]
+
+
+def _factories() -> list[RouteFactory]:
+    from bitterbot.node import api_node
+
+    return [api_node.routes]
+
+
+ROUTE_FACTORIES: list[RouteFactory] = _factories()

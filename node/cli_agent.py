@@ -1,0 +1,7 @@
+"""CLI: `bitterbot agent` commands (not built yet)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

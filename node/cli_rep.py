@@ -1,0 +1,7 @@
+"""CLI: `bitterbot rep` commands (not built yet)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,1 @@
+"""simnet: many real Bitterbot nodes on loopback, with faults and adversaries."""
