@@ -12,9 +12,25 @@ RouteFactory = Callable[[NodeContext], list[BaseRoute]]
 
 
 def _factories() -> list[RouteFactory]:
-    from bitterbot.node import api_node
+    from bitterbot.node import (
+        api_agent,
+        api_docs,
+        api_market,
+        api_node,
+        api_pay,
+        api_rep,
+        api_skills,
+    )
 
-    return [api_node.routes]
+    return [
+        api_node.routes,
+        api_agent.routes,
+        api_skills.routes,
+        api_docs.routes,
+        api_market.routes,
+        api_rep.routes,
+        api_pay.routes,
+    ]
 
 
 ROUTE_FACTORIES: list[RouteFactory] = _factories()
