@@ -1,0 +1,96 @@
+"""The model backend interface and its registry.
+
+A backend is a small class with three operations: ``generate`` (one whole answer),
+``stream`` (the answer as text pieces), ``embed`` (vectors). Built-in backends
+(llama.cpp, ollama, OpenAI-compatible cloud, the deterministic fake) register through the
+same :func:`register_backend` an outside plugin would use.
+
+Messages are OpenAI-style ``{"role": "system"|"user"|"assistant", "content": str}`` dicts.
+Backends are async; blocking inference runs in a worker thread behind a limiter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from bitterbot.protocol.errors import ModelError
+
+Message = dict[str, str]
+
+
+@dataclass
+class GenerateOptions:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None  # constrain output where the backend can
+
+
+@dataclass
+class Completion:
+    text: str
+    model: str
+    backend: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str = "stop"  # "stop" | "length" | "cancelled"
+    first_token_ms: float | None = None
+    bytes_sent: int = 0  # bytes that left the device for this completion (cloud only)
+
+
+@dataclass
+class Chunk:
+    """One streamed piece; the last chunk has ``finish_reason`` set and token counts."""
+
+    text: str
+    finish_reason: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str  # backend kind: "llama.cpp", "ollama", "cloud", "fake"
+    model: str  # model identifier shown to users
+
+    @property
+    def context_length(self) -> int: ...
+
+    def count_tokens(self, messages: Sequence[Message]) -> int: ...
+
+    async def generate(
+        self, messages: Sequence[Message], options: GenerateOptions
+    ) -> Completion: ...
+
+    def stream(
+        self, messages: Sequence[Message], options: GenerateOptions
+    ) -> AsyncIterator[Chunk]: ...
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+BackendFactory = Callable[..., Backend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register_backend(kind: str, factory: BackendFactory) -> None:
+    """Make ``kind`` available to model resolution. Outside plugins call this too."""
+    _REGISTRY[kind] = factory
+
+
+def backend_factory(kind: str) -> BackendFactory:
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ModelError(f"no model backend {kind!r} (known: {known})") from None
+
+
+def registered_backends() -> list[str]:
+    return sorted(_REGISTRY)
