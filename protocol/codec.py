@@ -63,13 +63,7 @@ def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
         raise TooLargeError(f"message of {len(data)} bytes is over the limit of {max_size} bytes")
     raw = bytes(data)
     try:
-        obj = msgpack.unpackb(
-            raw,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            max_buffer_size=max_size,
-        )
+        obj = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
     except (
         ValueError,
         TypeError,
