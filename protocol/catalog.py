@@ -1,0 +1,186 @@
+"""Publisher catalogs and discovery keys for the skill market (sans-IO).
+
+A publisher announces its skills with a signed catalog stored as a DHT value record under
+``/bitterbot/catalog/<publisher key hex>``. The record is an envelope of kind ``catalog``::
+
+    payload = {"seq": int, "skills": [entry, ...]}
+    entry   = {"name": str, "version": str, "package_id": str, "size": int,
+               "price": int, "tags": [str, ...], "description": str}
+
+Validation (what every DHT node and every reader applies):
+- the record is at most :data:`MAX_CATALOG_BYTES`, checked before parsing;
+- the signer is the publisher named in the key;
+- ``seq`` is higher than the highest seen for that publisher (rollback protection; the
+  caller persists the highest seen); among several records the highest ``seq`` wins.
+
+Discovery keys are the 32-byte SHA-256 of a domain-separated string; provider records
+for a package use the multihash bytes of its CID, so any libp2p implementation can look
+them up with a standard Kademlia GET_PROVIDERS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import expect_map
+from .envelope import Envelope, open_envelope, seal
+from .errors import BitterbotError, DecodeError, StaleError, TooLargeError, ValidationError
+from .identity import Identity
+
+CATALOG_KIND = "catalog"
+NAMESPACE = "bitterbot"
+MAX_CATALOG_BYTES = 32 * 1024
+MAX_SKILLS = 128
+MAX_TAGS = 16
+MAX_TEXT = 280
+
+
+def catalog_key(publisher: bytes) -> str:
+    """DHT value-record key of a publisher's catalog."""
+    return f"/{NAMESPACE}/catalog/{publisher.hex()}"
+
+
+def publisher_of_key(key: str) -> bytes:
+    prefix = f"/{NAMESPACE}/catalog/"
+    if not key.startswith(prefix):
+        raise ValidationError(f"not a catalog key: {key!r}")
+    try:
+        publisher = bytes.fromhex(key[len(prefix) :])
+    except ValueError as exc:
+        raise ValidationError(f"not a catalog key: {key!r}") from exc
+    if len(publisher) != 32:
+        raise ValidationError(f"not a catalog key: {key!r}")
+    return publisher
+
+
+def name_key(name: str) -> bytes:
+    """Provider-record key for discovery by skill name."""
+    return hashlib.sha256(b"bitterbot/v1/skill-name/" + name.strip().lower().encode()).digest()
+
+
+def tag_key(tag: str) -> bytes:
+    """Provider-record key for discovery by tag or capability."""
+    return hashlib.sha256(b"bitterbot/v1/skill-tag/" + tag.strip().lower().encode()).digest()
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    version: str
+    package_id: str
+    size: int
+    price: int
+    tags: tuple[str, ...]
+    description: str
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "package_id": self.package_id,
+            "size": self.size,
+            "price": self.price,
+            "tags": list(self.tags),
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Catalog:
+    publisher: bytes
+    seq: int
+    entries: tuple[CatalogEntry, ...]
+    envelope: Envelope
+
+    def to_bytes(self) -> bytes:
+        return self.envelope.to_bytes()
+
+    def find(self, name: str) -> CatalogEntry | None:
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
+        return None
+
+
+def make_catalog(identity: Identity, seq: int, entries: list[CatalogEntry], now_ms: int) -> Catalog:
+    if seq < 1:
+        raise ValidationError("catalog sequence numbers start at 1")
+    if len(entries) > MAX_SKILLS:
+        raise ValidationError(f"a catalog lists at most {MAX_SKILLS} skills")
+    payload = {"seq": seq, "skills": [e.to_obj() for e in entries]}
+    env = seal(CATALOG_KIND, payload, identity, now_ms)
+    if len(env.to_bytes()) > MAX_CATALOG_BYTES:
+        raise TooLargeError(
+            f"catalog is over {MAX_CATALOG_BYTES} bytes",
+            hint="shorten descriptions or split skills across publisher keys",
+        )
+    return parse_catalog(env.to_bytes())
+
+
+def _entry(obj: Any) -> CatalogEntry:
+    m = expect_map(
+        obj,
+        "catalog entry",
+        {
+            "name": str,
+            "version": str,
+            "package_id": str,
+            "size": int,
+            "price": int,
+            "tags": list,
+            "description": str,
+        },
+    )
+    if not 0 < len(m["name"]) <= 64 or len(m["version"]) > 32 or len(m["package_id"]) > 128:
+        raise DecodeError("catalog entry: name, version or package_id out of bounds")
+    if m["size"] < 0 or m["price"] < 0:
+        raise DecodeError("catalog entry: negative size or price")
+    tags = m["tags"]
+    if len(tags) > MAX_TAGS or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags):
+        raise DecodeError("catalog entry: bad tags")
+    if len(m["description"]) > MAX_TEXT:
+        raise DecodeError("catalog entry: description too long")
+    return CatalogEntry(
+        m["name"],
+        m["version"],
+        m["package_id"],
+        m["size"],
+        m["price"],
+        tuple(tags),
+        m["description"],
+    )
+
+
+def parse_catalog(data: bytes, *, key: str | None = None, min_seq: int = 0) -> Catalog:
+    """Check a catalog record; ``key`` binds it to a publisher, ``min_seq`` refuses rollbacks."""
+    env = open_envelope(data, max_size=MAX_CATALOG_BYTES, kinds={CATALOG_KIND})
+    if key is not None and publisher_of_key(key) != env.signer:
+        raise ValidationError("catalog signed by a key other than the publisher it is stored under")
+    payload = expect_map(env.payload, "catalog", {"seq": int, "skills": list})
+    if payload["seq"] < 1:
+        raise DecodeError("catalog: seq must be positive")
+    if len(payload["skills"]) > MAX_SKILLS:
+        raise DecodeError(f"catalog: more than {MAX_SKILLS} skills")
+    entries = tuple(_entry(e) for e in payload["skills"])
+    if payload["seq"] <= min_seq:
+        raise StaleError(
+            f"catalog sequence {payload['seq']} is not newer than {min_seq} already seen (rollback)"
+        )
+    return Catalog(env.signer, payload["seq"], entries, env)
+
+
+def select_newest(records: list[bytes], key: str) -> int:
+    """Index of the valid record with the highest sequence number (DHT ``select``)."""
+    best, best_seq = -1, -1
+    for i, data in enumerate(records):
+        try:
+            seq = parse_catalog(data, key=key).seq
+        except BitterbotError:
+            continue  # invalid records never win
+        if seq > best_seq:
+            best, best_seq = i, seq
+    if best < 0:
+        raise ValidationError("no valid catalog record")
+    return best
