@@ -3,6 +3,9 @@
 One stream per request. Every message is a canonical msgpack map in one length-prefixed
 frame of at most :data:`MAX_FRAME` bytes::
 
+    client -> provider   {"t": "find", "name": str}  or  {"t": "find", "tag": str}
+    provider -> client   {"t": "catalogs", "records": [bin, ...]}   (signed catalogs, <= 8)
+
     client -> provider   {"t": "get", "id": str, "offset": int}
     provider -> client   {"t": "meta", "size": int}
                          {"t": "data", "offset": int, "data": bin}    (repeated, in order)
@@ -55,6 +58,52 @@ def decode_get(data: bytes) -> tuple[str, int]:
     if not 0 < len(m["id"]) <= MAX_ID_LEN or m["offset"] < 0:
         raise DecodeError("transfer request: bad id or offset")
     return m["id"], m["offset"]
+
+
+MAX_FIND_RECORDS = 8
+
+
+def encode_find(*, name: str | None = None, tag: str | None = None) -> bytes:
+    if (name is None) == (tag is None):
+        raise ValidationError("find takes exactly one of name or tag")
+    return encode({"t": "find", "name": name} if name is not None else {"t": "find", "tag": tag})
+
+
+def decode_request(data: bytes) -> dict[str, Any]:
+    """Provider side: decode any client request (``get`` or ``find``), validated."""
+    msg = expect_map(decode(data, MAX_FRAME), "transfer request", {"t": str})
+    if msg["t"] == "get":
+        package_id, offset = decode_get(data)
+        return {"t": "get", "id": package_id, "offset": offset}
+    if msg["t"] == "find":
+        query = msg.get("name", msg.get("tag"))
+        if (
+            not isinstance(query, str)
+            or not 0 < len(query) <= 64
+            or ("name" in msg) == ("tag" in msg)
+        ):
+            raise DecodeError("find request: exactly one of name or tag, 1-64 characters")
+        return {"t": "find", "name": msg.get("name"), "tag": msg.get("tag")}
+    raise DecodeError(f"transfer request: unknown type {msg['t']!r}")
+
+
+def encode_catalogs(records: list[bytes]) -> bytes:
+    return encode({"t": "catalogs", "records": records[:MAX_FIND_RECORDS]})
+
+
+def decode_catalogs(data: bytes) -> list[bytes]:
+    """Client side: the raw catalog records; each must still be checked with parse_catalog."""
+    try:
+        m = expect_map(decode(data, MAX_FRAME), "catalogs", {"t": str, "records": list})
+    except WireError as exc:
+        raise BadProviderError(f"malformed catalogs answer: {exc.message}") from exc
+    if m["t"] == "error":
+        raise TransferError(f"provider refused: {m.get('code')}: {m.get('message')}")
+    if m["t"] != "catalogs" or len(m["records"]) > MAX_FIND_RECORDS:
+        raise BadProviderError("unexpected answer to find")
+    if not all(isinstance(r, bytes) for r in m["records"]):
+        raise BadProviderError("catalog records must be bytes")
+    return list(m["records"])
 
 
 def encode_meta(size: int) -> bytes:

@@ -118,3 +118,25 @@ def test_arbitrary_frames_only_raise_our_errors(frames: list[bytes]) -> None:
             dl.receive(frame)
     except BitterbotError:
         pass
+
+
+def test_find_requests_round_trip_and_answers_are_checked() -> None:
+    from bitterbot.protocol.transfer import (
+        decode_catalogs,
+        decode_request,
+        encode_catalogs,
+        encode_find,
+    )
+
+    assert decode_request(encode_find(name="calc")) == {"t": "find", "name": "calc", "tag": None}
+    assert decode_request(encode_find(tag="math"))["tag"] == "math"
+    assert decode_request(encode({"t": "get", "id": "bafy", "offset": 3}))["offset"] == 3
+    with pytest.raises(BitterbotError):
+        decode_request(encode({"t": "find", "name": "a", "tag": "b"}))
+    with pytest.raises(BitterbotError):
+        decode_request(encode({"t": "find", "name": "x" * 65}))
+    assert decode_catalogs(encode_catalogs([b"r1", b"r2"])) == [b"r1", b"r2"]
+    with pytest.raises(BadProviderError):
+        decode_catalogs(encode({"t": "catalogs", "records": ["not bytes"]}))
+    with pytest.raises(BadProviderError):
+        decode_catalogs(b"\xc1")
