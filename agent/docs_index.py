@@ -1,0 +1,502 @@
+"""The document index: chunks, vectors and BM25 terms in LMDB; fused retrieval in memory.
+
+Storage (named databases of an injected store; values msgpack)::
+
+    docs_files    absolute path -> {sha256, size, kind, chunks: [chunk ids], added_ms, ...}
+    docs_chunks   chunk id (8 bytes, big-endian) -> {file, text, pos}
+    docs_vectors  chunk id -> float32 bytes (encoder.dim values, L2-normalised)
+    docs_terms    chunk id -> [length in terms, {term: count}]
+    docs_meta     next_chunk_id, generation (bumped on every change), encoder, job
+
+One file is one write transaction: its old chunks go, its new chunks, vectors, terms and
+file record land together, or nothing does. A killed ingestion therefore leaves whole
+files only; running it again skips those by content hash and does the rest.
+
+Retrieval keeps every vector in one contiguous float32 matrix and BM25 postings in
+memory, both rebuilt from LMDB when ``generation`` moves (another process may have
+changed the index). Lexical and vector rankings are fused by reciprocal rank.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from bitterbot.agent import docs_ingest
+from bitterbot.agent.docs_ingest import Candidate, DocumentSkipped
+from bitterbot.protocol.errors import NotFoundError, StoreError, ValidationError
+
+FILES, CHUNKS, VECTORS, TERMS, META = (
+    "docs_files",
+    "docs_chunks",
+    "docs_vectors",
+    "docs_terms",
+    "docs_meta",
+)
+RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.)
+CANDIDATES = 50  # taken from each ranking before fusion
+BM25_K1, BM25_B = 1.2, 0.75
+MAX_QUERY_CHARS = 2000
+
+
+# --- what we need from the outside ---------------------------------------------------
+
+
+class DocsTxn(Protocol):
+    """The transaction API of ``bitterbot.node.store.Txn`` that the index uses."""
+
+    def get(self, db: str, key: bytes | str, default: Any = None) -> Any: ...
+
+    def put(self, db: str, key: bytes | str, value: Any, *, overwrite: bool = True) -> bool: ...
+
+    def delete(self, db: str, key: bytes | str) -> bool: ...
+
+    def items(
+        self, db: str, prefix: bytes | str = b"", *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, Any]]: ...
+
+
+class DocsStore(Protocol):
+    """``bitterbot.node.store.Store``: durable once a ``write()`` block exits."""
+
+    def read(self) -> AbstractContextManager[DocsTxn]: ...
+
+    def write(self) -> AbstractContextManager[DocsTxn]: ...
+
+
+class Encoder(Protocol):
+    """``bitterbot.agent.encoder.Encoder``: L2-normalised float32 rows."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray: ...
+
+
+# --- terms ---------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+STOPWORDS = frozenset(
+    """a an and are as at be been but by can could did do does for from had has have he her
+    his how i if in into is it its me my no not of on or our she so than that the their them
+    then there these they this those to was we were what when where which who whom why will
+    with would you your about after before also any all more most other some such only own
+    same too very just should now s t""".split()
+)
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased words without stopwords, plural ``s`` stripped (a tiny stemmer)."""
+    out = []
+    for word in _WORD.findall(text.lower()):
+        if word in STOPWORDS:
+            continue
+        if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            word = word[:-1]
+        out.append(word)
+    return out
+
+
+# --- results -------------------------------------------------------------------------
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: str  # added | updated | unchanged | skipped
+    chunks: int = 0
+    reason: str = ""  # for skipped: unsupported, binary, encrypted, too_large, unreadable, empty
+    message: str = ""
+    bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "status": self.status, "chunks": self.chunks}
+        if self.status == "skipped":
+            out["reason"] = self.reason
+            out["message"] = self.message
+        return out
+
+
+@dataclass
+class Hit:
+    chunk_id: int
+    file: str
+    text: str
+    position: dict[str, int]
+    score: float  # fused (reciprocal rank)
+    cosine: float  # query-passage cosine similarity
+    bm25: float
+    matched_terms: list[str] = field(default_factory=list)
+
+    @property
+    def citation(self) -> str:
+        return f"{self.file}, {docs_ingest.format_position(self.position)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id,
+            "file": self.file,
+            "position": self.position,
+            "citation": self.citation,
+            "text": self.text,
+            "score": round(self.score, 6),
+            "cosine": round(self.cosine, 4),
+            "bm25": round(self.bm25, 4),
+        }
+
+
+def _cid(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+class _Memory:
+    """Vectors and BM25 postings of one generation of the index."""
+
+    def __init__(self, generation: int, dim: int) -> None:
+        self.generation = generation
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.matrix = np.zeros((0, dim), dtype=np.float32)
+        self.lengths = np.zeros(0, dtype=np.float32)
+        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.avg_length = 1.0
+
+
+class DocsIndex:
+    def __init__(
+        self,
+        store: DocsStore,
+        encoder: Encoder,
+        *,
+        max_file_bytes: int = docs_ingest.DEFAULT_MAX_BYTES,
+        encoder_name: str = "all-MiniLM-L6-v2",
+    ) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.max_file_bytes = max_file_bytes
+        self.encoder_name = encoder_name
+        self._memory: _Memory | None = None
+        self._lock = threading.Lock()
+
+    # --- writing -----------------------------------------------------------------
+    def _transact(self, fn: Callable[[DocsTxn], Any]) -> Any:
+        for _ in range(8):
+            try:
+                with self.store.write() as txn:
+                    return fn(txn)
+            except StoreError as exc:
+                if exc.code != "retry":  # the store grew its map: try again
+                    raise
+        raise StoreError("the document database is full", hint="free disk space")
+
+    def _check_encoder(self, txn: DocsTxn) -> None:
+        stored = txn.get(META, "encoder")
+        mine = {"name": self.encoder_name, "dim": int(self.encoder.dim)}
+        if stored is None:
+            txn.put(META, "encoder", mine)
+        elif stored != mine:
+            raise ValidationError(
+                f"documents were indexed with encoder {stored}, not {mine}",
+                hint="remove the documents (bitterbot docs remove --all) and add them again",
+            )
+
+    def add_file(self, candidate: Candidate | Path, now_ms: int | None = None) -> FileResult:
+        """Ingest one file; unchanged content is a no-op, bad input a ``skipped`` result."""
+        if isinstance(candidate, Path):
+            candidate = Candidate(candidate.absolute(), explicit=True)
+        path = candidate.path.resolve()
+        key = str(path)
+        try:
+            kind = docs_ingest.kind_of(path, candidate.explicit)
+            data = docs_ingest.read_bytes(path, self.max_file_bytes)
+            sha = docs_ingest.file_sha256(data)
+            with self.store.read() as txn:
+                old = txn.get(FILES, key)
+            if old is not None and old.get("sha256") == sha:
+                return FileResult(key, "unchanged", len(old["chunks"]), bytes=len(data))
+            doc = docs_ingest.parse_document(path, data, kind)
+            chunks = docs_ingest.chunk_blocks(doc.blocks)
+        except DocumentSkipped as skip:
+            return FileResult(key, "skipped", reason=skip.reason, message=skip.detail)
+        texts = [c.text for c in chunks]
+        vectors = np.ascontiguousarray(self.encoder.encode(texts), dtype=np.float32)
+        if vectors.shape != (len(texts), self.encoder.dim):
+            raise ValidationError(f"the encoder returned shape {vectors.shape} for {len(texts)}")
+        stamp = int(time.time() * 1000) if now_ms is None else now_ms
+
+        def write(txn: DocsTxn) -> str:
+            self._check_encoder(txn)
+            previous = txn.get(FILES, key)
+            if previous is not None:
+                _delete_chunks(txn, previous["chunks"])
+            first = int(txn.get(META, "next_chunk_id", 1))
+            ids = list(range(first, first + len(chunks)))
+            for cid, chunk, vector in zip(ids, chunks, vectors, strict=True):
+                k = _cid(cid)
+                txn.put(CHUNKS, k, {"file": key, "text": chunk.text, "pos": chunk.position})
+                txn.put(VECTORS, k, vector.tobytes())
+                words = terms(chunk.text)
+                txn.put(TERMS, k, [len(words), dict(Counter(words))])
+            txn.put(
+                FILES,
+                key,
+                {
+                    "path": key,
+                    "sha256": doc.sha256,
+                    "size": doc.size,
+                    "kind": doc.kind,
+                    "chunks": ids,
+                    "added_ms": stamp,
+                },
+            )
+            txn.put(META, "next_chunk_id", first + len(chunks))
+            _bump(txn)
+            return "updated" if previous is not None else "added"
+
+        status = self._transact(write)
+        return FileResult(key, status, len(chunks), bytes=len(data))
+
+    def remove(self, target: Path | str) -> list[str]:
+        """Remove a file, or every file under a folder; returns the removed paths."""
+        path = Path(target).expanduser().absolute()
+        key = str(path.resolve()) if path.exists() else str(path)
+
+        def write(txn: DocsTxn) -> list[str]:
+            removed = []
+            exact = txn.get(FILES, key)
+            matches = [(key, exact)] if exact is not None else []
+            if not matches:
+                prefix = key.rstrip("/") + "/"
+                matches = [(k.decode(), v) for k, v in txn.items(FILES, prefix)]
+            for name, record in matches:
+                _delete_chunks(txn, record["chunks"])
+                txn.delete(FILES, name)
+                removed.append(name)
+            if removed:
+                _bump(txn)
+            return removed
+
+        removed: list[str] = self._transact(write)
+        if not removed:
+            raise NotFoundError(f"no document {key} in the index", hint="see `bitterbot docs list`")
+        return removed
+
+    def remove_all(self) -> list[str]:
+        with self.store.read() as txn:
+            names = [k.decode() for k, _ in txn.items(FILES)]
+        for name in names:
+            self.remove(name)
+        return names
+
+    # --- interrupted runs --------------------------------------------------------
+    def begin_job(self, paths: Sequence[str], now_ms: int) -> None:
+        self._transact(lambda txn: txn.put(META, "job", {"paths": list(paths), "ms": now_ms}))
+
+    def end_job(self) -> None:
+        self._transact(lambda txn: txn.delete(META, "job"))
+
+    def pending_job(self) -> list[str] | None:
+        """Paths of an ingestion that was interrupted (killed, crashed), if any."""
+        with self.store.read() as txn:
+            job = txn.get(META, "job")
+        return None if job is None else list(job["paths"])
+
+    # --- reading -----------------------------------------------------------------
+    def list_files(self) -> list[dict[str, Any]]:
+        with self.store.read() as txn:
+            return [
+                {
+                    "path": v["path"],
+                    "kind": v["kind"],
+                    "size": v["size"],
+                    "chunks": len(v["chunks"]),
+                    "sha256": v["sha256"],
+                    "added_ms": v["added_ms"],
+                }
+                for _, v in txn.items(FILES)
+            ]
+
+    def stats(self) -> dict[str, int]:
+        memory = self._current()
+        with self.store.read() as txn:
+            files = sum(1 for _ in txn.items(FILES))
+        return {"files": files, "chunks": int(memory.ids.size), "dim": int(self.encoder.dim)}
+
+    def _current(self) -> _Memory:
+        with self.store.read() as txn:
+            generation = int(txn.get(META, "generation", 0))
+        with self._lock:
+            if self._memory is None or self._memory.generation != generation:
+                self._memory = self._load()
+            return self._memory
+
+    def _load(self) -> _Memory:
+        dim = int(self.encoder.dim)
+        with self.store.read() as txn:
+            memory = _Memory(int(txn.get(META, "generation", 0)), dim)
+            ids, rows = [], []
+            for k, blob in txn.items(VECTORS):
+                ids.append(int.from_bytes(k, "big"))
+                rows.append(blob)
+            lengths = np.zeros(len(ids), dtype=np.float32)
+            lists: dict[str, tuple[list[int], list[int]]] = {}
+            for row, (k, (length, counts)) in enumerate(txn.items(TERMS)):
+                if row >= len(ids) or int.from_bytes(k, "big") != ids[row]:
+                    raise StoreError(
+                        "the document index is inconsistent (terms without vectors)",
+                        hint="remove the documents (bitterbot docs remove --all) and add them again",
+                    )
+                lengths[row] = length
+                for term, count in counts.items():
+                    entry = lists.get(term)
+                    if entry is None:
+                        entry = lists[term] = ([], [])
+                    entry[0].append(row)
+                    entry[1].append(count)
+        if rows and len(rows[0]) != dim * 4:
+            raise ValidationError(
+                f"stored vectors have {len(rows[0]) // 4} dimensions, the encoder {dim}",
+                hint="remove the documents (bitterbot docs remove --all) and add them again",
+            )
+        memory.ids = np.asarray(ids, dtype=np.int64)
+        memory.matrix = (
+            np.frombuffer(b"".join(rows), dtype=np.float32).reshape(len(rows), dim)
+            if rows
+            else np.zeros((0, dim), dtype=np.float32)
+        )
+        memory.lengths = lengths
+        memory.avg_length = float(lengths.mean()) if lengths.size else 1.0
+        memory.postings = {
+            t: (np.asarray(r, dtype=np.int32), np.asarray(c, dtype=np.float32))
+            for t, (r, c) in lists.items()
+        }
+        return memory
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The ``k`` best passages for ``query``: BM25 and vector rankings, fused."""
+        query = query.strip()[:MAX_QUERY_CHARS]
+        if not query:
+            raise ValidationError("empty query", hint="ask a question")
+        memory = self._current()
+        n = int(memory.ids.size)
+        if n == 0:
+            return []
+        q = np.asarray(self.encoder.encode([query]), dtype=np.float32).reshape(-1)
+        cosine = memory.matrix @ q
+        bm25, matched = _bm25(memory, terms(query))
+        take = min(CANDIDATES, n)
+        fused: dict[int, float] = {}
+        for ranking in (_top(cosine, take), _top(bm25, take, positive=True)):
+            for rank, row in enumerate(ranking):
+                fused[int(row)] = fused.get(int(row), 0.0) + 1.0 / (RRF_K + rank + 1)
+        best = sorted(fused.items(), key=lambda item: -item[1])[:k]
+        hits = []
+        with self.store.read() as txn:
+            for row, score in best:
+                record = txn.get(CHUNKS, _cid(int(memory.ids[row])))
+                if record is None:  # removed since this generation was loaded
+                    continue
+                hits.append(
+                    Hit(
+                        chunk_id=int(memory.ids[row]),
+                        file=record["file"],
+                        text=record["text"],
+                        position=record["pos"],
+                        score=score,
+                        cosine=float(cosine[row]),
+                        bm25=float(bm25[row]),
+                        matched_terms=sorted(matched.get(row, ())),
+                    )
+                )
+        return hits
+
+
+def _bm25(memory: _Memory, query_terms: Iterable[str]) -> tuple[np.ndarray, dict[int, set[str]]]:
+    n = int(memory.ids.size)
+    scores = np.zeros(n, dtype=np.float32)
+    matched: dict[int, set[str]] = {}
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * memory.lengths / memory.avg_length)
+    for term in set(query_terms):
+        posting = memory.postings.get(term)
+        if posting is None:
+            continue
+        rows, counts = posting
+        idf = math.log(1 + (n - rows.size + 0.5) / (rows.size + 0.5))
+        scores[rows] += idf * counts * (BM25_K1 + 1) / (counts + norm[rows])
+        if rows.size <= 4 * CANDIDATES:  # only rare terms matter for support checks
+            for row in rows.tolist():
+                matched.setdefault(row, set()).add(term)
+    return scores, matched
+
+
+def _top(scores: np.ndarray, take: int, positive: bool = False) -> np.ndarray:
+    if take < scores.size:
+        rows = np.argpartition(-scores, take - 1)[:take]
+    else:
+        rows = np.arange(scores.size)
+    rows = rows[np.argsort(-scores[rows], kind="stable")]
+    if positive:
+        rows = rows[scores[rows] > 0]
+    return rows
+
+
+def _delete_chunks(txn: DocsTxn, ids: Iterable[int]) -> None:
+    for cid in ids:
+        k = _cid(int(cid))
+        txn.delete(CHUNKS, k)
+        txn.delete(VECTORS, k)
+        txn.delete(TERMS, k)
+
+
+def _bump(txn: DocsTxn) -> None:
+    txn.put(META, "generation", int(txn.get(META, "generation", 0)) + 1)
+
+
+# --- a whole run ---------------------------------------------------------------------
+
+Progress = Callable[[FileResult, int, int], None]  # result, files done, files total
+
+
+def ingest(
+    index: DocsIndex,
+    paths: Sequence[Path | str],
+    *,
+    progress: Progress | None = None,
+    now_ms: int | None = None,
+) -> list[FileResult]:
+    """Add every file under ``paths``; records the run so an interrupted one can resume."""
+    stamp = int(time.time() * 1000) if now_ms is None else now_ms
+    found = list(docs_ingest.discover(paths))
+    index.begin_job([str(Path(p).expanduser().absolute()) for p in paths], stamp)
+    results = []
+    for done, item in enumerate(found, start=1):
+        if isinstance(item, DocumentSkipped):
+            result = FileResult(item.path, "skipped", reason=item.reason, message=item.detail)
+        else:
+            result = index.add_file(item, now_ms=stamp)
+        results.append(result)
+        if progress is not None:
+            progress(result, done, len(found))
+    index.end_job()
+    return results
+
+
+def summarize(results: Sequence[FileResult]) -> dict[str, Any]:
+    counts = Counter(r.status for r in results)
+    return {
+        "added": counts["added"],
+        "updated": counts["updated"],
+        "unchanged": counts["unchanged"],
+        "skipped": counts["skipped"],
+        "chunks": sum(r.chunks for r in results if r.status in {"added", "updated"}),
+        "files": [r.to_dict() for r in results],
+    }
