@@ -7,6 +7,18 @@ same :func:`register_backend` an outside plugin would use.
 
 Messages are OpenAI-style ``{"role": "system"|"user"|"assistant", "content": str}`` dicts.
 Backends are async; blocking inference runs in a worker thread behind a limiter.
+
+A factory is called as ``factory(name, settings)``: ``name`` is the model name after the
+``kind:`` prefix (``ollama:llama3`` -> ``"llama3"``; for llama.cpp, the GGUF path) and
+``settings`` the node's resolved settings mapping (``agent.threads``, ``ollama.url``...).
+Built-ins register when :func:`load_builtin_backends` runs (model resolution calls it).
+
+Errors (all :class:`ModelError`)::
+
+    ModelError
+    ├── ModelNotFoundError     no such model / file (also a NotFoundError: HTTP 404)
+    ├── ContextOverflowError   the prompt does not fit the context (also ValidationError: 400)
+    └── ModelUnavailableError  corrupt file, not enough memory, server unreachable
 """
 
 from __future__ import annotations
@@ -15,9 +27,21 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from bitterbot.protocol.errors import ModelError
+from bitterbot.protocol.errors import ModelError, NotFoundError, ValidationError
 
 Message = dict[str, str]
+
+
+class ModelNotFoundError(ModelError, NotFoundError):
+    code = "model_not_found"
+
+
+class ContextOverflowError(ModelError, ValidationError):
+    code = "context_overflow"
+
+
+class ModelUnavailableError(ModelError):
+    code = "model_unavailable"
 
 
 @dataclass
@@ -94,3 +118,21 @@ def backend_factory(kind: str) -> BackendFactory:
 
 def registered_backends() -> list[str]:
     return sorted(_REGISTRY)
+
+
+BUILTIN_MODULES = ("llama_backend", "ollama_backend", "fake_backend", "cloud_backend")
+
+
+def load_builtin_backends() -> None:
+    """Import the built-in backend modules so they register (cheap: no model libraries yet).
+
+    A module that is absent from this build (``cloud_backend`` before the router lands) is
+    skipped; a module that is present but fails to import raises, so breakage stays visible.
+    """
+    import importlib
+    import importlib.util
+
+    for module in BUILTIN_MODULES:
+        name = f"bitterbot.agent.{module}"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)

@@ -89,6 +89,11 @@ SETTINGS: list[Setting] = [
     Setting("agent.context", 2048, "context length (tokens) for local models", _as_int),
     Setting("agent.max_tokens", 256, "default answer length limit (tokens)", _as_int),
     Setting(
+        "agent.system_prompt",
+        "You are Bitterbot, a concise and accurate assistant. Answer in one short sentence.",
+        "system prompt for ask and chat (empty: the model's own default)",
+    ),
+    Setting(
         "ollama.url", "http://127.0.0.1:11434", "ollama server URL (used for ollama:NAME models)"
     ),
     # --- cloud and privacy ----------------------------------------------------
