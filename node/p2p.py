@@ -1,0 +1,776 @@
+"""The node's libp2p host: TCP + Noise + yamux, identify, ping, Kademlia, gossipsub.
+
+Other subsystems use only the small API of :class:`P2PHost` (see SPEC.md section 4)::
+
+    p2p = P2PHost(identity, P2PConfig(listen=[...], seeds=[...]), store=store)
+    await nursery.start(p2p.run)          # returns once listening; bootstrap continues
+    p2p.status()                          # peer id, addrs, peers, routing table, network
+    p2p.register_namespace("bitterbot", validate, select)
+    await p2p.provide(key) / find_providers(key, count) / put_value(k, v) / get_value(k)
+    p2p.set_stream_handler("/bitterbot/x/1.0.0", handler)     # handler(P2PStream)
+    stream = await p2p.open_stream(peer_id, "/bitterbot/x/1.0.0")
+    async with p2p.subscribe(topic, validator) as sub: async for msg in sub: ...
+    await p2p.publish(topic, data)
+    await p2p.stop()
+
+Choices that differ from py-libp2p's defaults (measured; see shared notes on py-libp2p):
+Noise is the only security transport (no plaintext, no secio, no TLS); one connection per
+peer (avoids a 250 ms dial delay); strict DHT record validation; gossipsub heartbeat 1 s;
+bootstrap in small batches with retries and exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from bitterbot.node.framing import StreamClosed
+from bitterbot.node.p2p_peers import (
+    PeerAddr,
+    PeerBook,
+    parse_listen_addr,
+    parse_multiaddr,
+    parse_peer_addr,
+)
+from bitterbot.node.peer import libp2p_keypair, peer_id_of
+from bitterbot.node.store import Store
+from bitterbot.protocol.errors import (
+    BitterbotError,
+    NetworkError,
+    NotFoundError,
+    TooLargeError,
+    ValidationError,
+)
+from bitterbot.protocol.identity import Identity
+
+logger = logging.getLogger(__name__)
+
+#: Marker protocol: a peer that speaks it (seen through identify) is a Bitterbot node.
+#: Only such peers stay in our Kademlia routing table (SPEC.md 4.2).
+NET_PROTOCOL = "/bitterbot/net/1.0.0"
+MAX_VALUE_BYTES = 64 * 1024
+MAX_GOSSIP_BYTES = 64 * 1024
+MAX_KEY_BYTES = 64  # provider keys (we announce 32-byte hashes)
+GOSSIP_HEARTBEAT_S = 1
+GOSSIP_RATE_PER_TOPIC = 10.0  # py-libp2p's per-peer, per-topic messages/s (own ones too)
+
+QueryObserver = Callable[[str, float, bool], None]
+StreamHandler = Callable[["P2PStream"], Awaitable[None]]
+GossipValidator = Callable[[str, bytes], Any]
+
+
+@dataclass
+class P2PConfig:
+    listen: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
+    seeds: list[str] = field(default_factory=list)
+    max_peers: int = 64
+    bootstrap_batch: int = 4  # seeds dialled at once (a seed resets bursts of joins)
+    dial_timeout_s: float = 5.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    refresh_interval_s: float = 30.0
+    max_value_bytes: int = MAX_VALUE_BYTES
+    max_gossip_bytes: int = MAX_GOSSIP_BYTES
+
+
+@dataclass(frozen=True)
+class GossipMessage:
+    topic: str
+    data: bytes
+    from_peer: str  # origin (signed by it)
+    seqno: bytes
+
+
+class P2PStream:
+    """A libp2p stream with our error types: read/write/close/reset and the remote peer."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.peer_id: str = raw.muxed_conn.peer_id.to_base58()
+        self.protocol: str = str(raw.get_protocol() or "")
+
+    async def read(self, n: int | None = None) -> bytes:
+        try:
+            return bytes(await self.raw.read(n))
+        except (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise StreamClosed("the peer closed the stream") from exc
+        except Exception as exc:
+            if _is_libp2p(exc):
+                raise StreamClosed(f"stream failed: {type(exc).__name__}") from exc
+            raise
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self.raw.write(data)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise StreamClosed("the peer closed the stream") from exc
+        except Exception as exc:
+            if _is_libp2p(exc):
+                raise StreamClosed(f"stream failed: {type(exc).__name__}") from exc
+            raise
+
+    async def close(self) -> None:
+        await _quietly(self.raw.close)
+
+    async def close_write(self) -> None:
+        closer = getattr(self.raw, "close_write", None)
+        if closer is not None:
+            await _quietly(closer)
+
+    async def reset(self) -> None:
+        await _quietly(self.raw.reset)
+
+    async def __aenter__(self) -> P2PStream:
+        return self
+
+    async def __aexit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            await self.close()
+        else:
+            await self.reset()
+
+
+def _is_libp2p(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith(("libp2p", "multiaddr"))
+
+
+async def _quietly(fn: Callable[[], Awaitable[Any]]) -> None:
+    """Close/reset a stream whose peer may be gone already; failures there are expected."""
+    try:
+        with trio.move_on_after(2):
+            await fn()
+    except Exception as exc:
+        if not _is_libp2p(exc) and not isinstance(exc, OSError | trio.BrokenResourceError):
+            raise
+        logger.debug("stream close failed: %r", exc)
+
+
+class _Subscription:
+    def __init__(self, host: P2PHost, topic: str, raw: Any) -> None:
+        self._host = host
+        self.topic = topic
+        self._raw = raw
+
+    def __aiter__(self) -> AsyncIterator[GossipMessage]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[GossipMessage]:
+        from libp2p.peer.id import ID
+
+        async for msg in self._raw:
+            yield GossipMessage(
+                topic=self.topic,
+                data=bytes(msg.data),
+                from_peer=ID(msg.from_id).to_base58(),
+                seqno=bytes(msg.seqno),
+            )
+
+    async def unsubscribe(self) -> None:
+        await self._host._unsubscribe(self.topic)
+
+
+class P2PHost:
+    """One libp2p host for one node identity. Start with ``await nursery.start(p2p.run)``."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        config: P2PConfig | None = None,
+        *,
+        store: Store | None = None,
+        observer: QueryObserver | None = None,
+    ) -> None:
+        self.identity = identity
+        self.config = config or P2PConfig()
+        self.peer_id = peer_id_of(identity)
+        self.book = PeerBook(store)
+        self.observer = observer
+        # validate user input before anything starts
+        self._listen = [parse_listen_addr(a) for a in self.config.listen]
+        self._seeds = [parse_peer_addr(s) for s in self.config.seeds]
+        self._host: Any = None
+        self._dht: Any = None
+        self._pubsub: Any = None
+        self._gossip: Any = None
+        self._nursery: trio.Nursery | None = None
+        self._stop = trio.Event()
+        self._stopping = False
+        self._ready = trio.Event()
+        self._handlers: dict[str, StreamHandler] = {}
+        self._namespaces: dict[str, Any] = {}
+        self.seed_errors: dict[str, str] = {}
+        self.bootstrapped = trio.Event()
+        self.stopped = trio.Event()
+
+    # --- lifecycle --------------------------------------------------------------------
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, start DHT and gossipsub, report ``started``, bootstrap; run until stop()."""
+        from libp2p.tools.anyio_service import background_trio_service
+
+        self._build()
+        try:
+            async with self._host.run(listen_addrs=self._listen):
+                self._check_listening()
+                async with (
+                    background_trio_service(self._dht),
+                    background_trio_service(self._pubsub),
+                    background_trio_service(self._gossip),
+                ):
+                    await self._pubsub.wait_until_ready()
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        self._ready.set()
+                        nursery.start_soon(self._maintain)
+                        task_status.started(self)
+                        await self._stop.wait()
+                        self._stopping = True
+                        self._remember_connected()
+                        _silence_libp2p()
+                        nursery.cancel_scope.cancel()
+                    await self._close_host()
+        except BitterbotError:
+            raise
+        except Exception as exc:
+            if self._stopping:
+                logger.debug("libp2p teardown error (ignored)", exc_info=True)
+                return
+            raise NetworkError(f"the libp2p host failed: {exc}") from exc
+        finally:
+            self._nursery = None
+            self.stopped.set()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Shut :meth:`run` down and wait (at most ``timeout`` s) until it has exited."""
+        self._stopping = True
+        self._stop.set()
+        if self._host is not None:
+            with trio.move_on_after(timeout):
+                await self.stopped.wait()
+
+    async def _close_host(self) -> None:
+        """Close connections and listeners (leaving host.run() alone keeps them open)."""
+        with trio.move_on_after(3):
+            try:
+                await self._host.close()
+            except Exception as exc:
+                if not _is_libp2p(exc) and not isinstance(exc, OSError | trio.TrioInternalError):
+                    raise
+                logger.debug("closing the host: %r", exc)
+
+    def _build(self) -> None:
+        from libp2p import new_host
+        from libp2p.crypto.x25519 import create_new_key_pair as new_x25519
+        from libp2p.custom_types import TProtocol
+        from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+        from libp2p.network.config import ConnectionConfig
+        from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+        from libp2p.pubsub.pubsub import Pubsub
+        from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+        from libp2p.security.noise.transport import Transport as Noise
+        from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
+        from libp2p.stream_muxer.yamux.yamux import Yamux
+
+        keypair = libp2p_keypair(self.identity)
+        max_peers = max(8, self.config.max_peers)
+        conn_config = ConnectionConfig(
+            max_connections_per_peer=1,
+            max_connections=max_peers * 2,
+            high_watermark=max_peers,
+            low_watermark=min(8, max_peers),
+            min_connections=min(4, max_peers),
+            dial_timeout=self.config.dial_timeout_s,
+        )
+        self._host = new_host(
+            key_pair=keypair,
+            sec_opt={NOISE_ID: Noise(keypair, noise_privkey=new_x25519().private_key)},
+            muxer_opt={TProtocol(YAMUX_ID): Yamux},
+            listen_addrs=self._listen,
+            connection_config=conn_config,
+        )
+        self._dht = KadDHT(self._host, DHTMode.SERVER, strict_validation=True)
+        self._guard_routing_table()
+        self._gossip = GossipSub(
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            heartbeat_interval=GOSSIP_HEARTBEAT_S,
+            max_messages_per_topic_per_second=GOSSIP_RATE_PER_TOPIC,
+        )
+        self._pubsub = Pubsub(
+            self._host,
+            self._gossip,
+            strict_signing=True,
+            max_inbound_rpc_size=self.config.max_gossip_bytes + 4096,
+        )
+        self._host.set_stream_handler(TProtocol(NET_PROTOCOL), self._net_marker)
+        for protocol_id, handler in self._handlers.items():
+            self._install_handler(protocol_id, handler)
+        for name, validator in self._namespaces.items():
+            self._dht.register_validator(name, validator)
+
+    def _check_listening(self) -> None:
+        bound = self._host.get_transport_addrs()
+        if len(bound) >= len(self._listen):
+            return
+        bound_text = {str(a) for a in bound}
+        for addr in self._listen:
+            if str(addr) not in bound_text:
+                raise NetworkError(
+                    f"cannot listen on {addr}: {_bind_problem(addr)}",
+                    hint="pick another address or port with --listen "
+                    "(e.g. /ip4/0.0.0.0/tcp/4002; port 0 picks a free one)",
+                )
+
+    def _guard_routing_table(self) -> None:
+        """Keep only Bitterbot peers (those speaking NET_PROTOCOL) in the routing table."""
+        table = self._dht.routing_table
+        original = table.add_peer
+
+        async def add_peer(peer_obj: Any, *, skip_server_mode_check: bool = False) -> bool:
+            peer_id = getattr(peer_obj, "peer_id", peer_obj)
+            if self._is_foreign(peer_id):
+                return False
+            ok: bool = await original(peer_obj, skip_server_mode_check=skip_server_mode_check)
+            return ok
+
+        table.add_peer = add_peer
+
+    def _is_foreign(self, peer_id: Any) -> bool:
+        """True when identify told us this peer's protocols and ours are not among them."""
+        try:
+            protocols = self._host.get_peerstore().get_protocols(peer_id)
+        except Exception:  # noqa: BLE001 - peerstore raises PeerStoreError for unknown peers
+            return False
+        return bool(protocols) and NET_PROTOCOL not in {str(p) for p in protocols}
+
+    async def _net_marker(self, raw: Any) -> None:
+        await _quietly(raw.close)
+
+    # --- status -----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        host = self._host
+        connected = sorted(p.to_base58() for p in host.get_connected_peers()) if host else []
+        if connected:
+            network = "joined"
+        elif self._seeds or self.book.known(1):
+            network = "joining"
+        else:
+            network = "standalone"
+        return {
+            "peer_id": self.peer_id,
+            "listen_addrs": [str(a) for a in host.get_addrs()] if host else [],
+            "connected_peers": connected,
+            "routing_table_size": self.routing_table_size(),
+            "network": network,
+            "seeds": [f"{s.addrs[0]}/p2p/{s.peer_id}" for s in self._seeds],
+            "seed_errors": dict(self.seed_errors),
+        }
+
+    def routing_table_size(self) -> int:
+        return int(self._dht.get_routing_table_size()) if self._dht is not None else 0
+
+    def routing_table_peers(self) -> list[str]:
+        if self._dht is None:
+            return []
+        return sorted(p.to_base58() for p in self._dht.routing_table.get_peer_ids())
+
+    def connected_peers(self) -> list[str]:
+        return sorted(p.to_base58() for p in self._host.get_connected_peers())
+
+    def peer_addrs(self, peer_id: str) -> list[str]:
+        """Known addresses of ``peer_id`` (text multiaddrs without /p2p)."""
+        try:
+            return [str(a) for a in self._host.get_peerstore().addrs(_id(peer_id))]
+        except Exception:  # noqa: BLE001 - PeerStoreError: nothing known
+            return []
+
+    def listen_addrs(self) -> list[str]:
+        return [str(a) for a in self._host.get_addrs()]
+
+    # --- connections ------------------------------------------------------------------
+    async def connect(self, addr: str | PeerAddr) -> str:
+        """Dial a peer (``/ip4/../tcp/../p2p/<id>`` or a PeerAddr); returns its peer ID."""
+        peer = parse_peer_addr(addr) if isinstance(addr, str) else addr
+        await self._dial(peer)
+        return peer.peer_id
+
+    async def _dial(self, peer: PeerAddr) -> None:
+        from libp2p.peer.peerinfo import PeerInfo
+
+        self._require_running()
+        if peer.peer_id == self.peer_id:
+            raise ValidationError("refusing to dial this node itself")
+        info = PeerInfo(_id(peer.peer_id), [parse_multiaddr(a) for a in peer.addrs])
+        with trio.move_on_after(self.config.dial_timeout_s) as scope:
+            try:
+                await self._host.connect(info)
+            except Exception as exc:
+                if not _is_libp2p(exc) and not isinstance(exc, OSError):
+                    raise
+                raise NetworkError(
+                    f"cannot reach {peer.peer_id} at {', '.join(peer.addrs)}: {_reason(exc)}",
+                    hint="check the address and that the peer is running",
+                ) from exc
+        if scope.cancelled_caught:
+            raise NetworkError(
+                f"cannot reach {peer.peer_id}: no answer within {self.config.dial_timeout_s:g} s",
+                hint="check the address, firewall, and that the peer is running",
+            )
+        await self._dht.add_peer(info.peer_id)
+
+    # --- bootstrap and upkeep -------------------------------------------------------
+    async def _maintain(self) -> None:
+        backoff = self.config.backoff_initial_s
+        while True:
+            joined = await self._bootstrap_round()
+            if joined:
+                self.bootstrapped.set()
+                backoff = self.config.backoff_initial_s
+                await self._refresh()
+                self._remember_connected()
+                await trio.sleep(self.config.refresh_interval_s)
+            else:
+                # no peers at all: retry seeds and known peers with exponential backoff
+                await trio.sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, self.config.backoff_max_s)
+
+    async def _bootstrap_round(self) -> bool:
+        """Dial seeds and known peers in small batches until one connection stands."""
+        if self._host.get_connected_peers():
+            return True
+        targets = list(self._seeds)
+        seen = {p.peer_id for p in targets} | {self.peer_id}
+        for peer in self.book.known(32):
+            if peer.peer_id not in seen:
+                targets.append(peer)
+                seen.add(peer.peer_id)
+        if not targets:
+            self.bootstrapped.set()  # standalone: nothing to join
+            return False
+        batch = max(1, self.config.bootstrap_batch)
+        for start in range(0, len(targets), batch):
+            async with trio.open_nursery() as nursery:
+                for peer in targets[start : start + batch]:
+                    nursery.start_soon(self._try_dial, peer)
+            if self._host.get_connected_peers():
+                return True
+        return False
+
+    async def _try_dial(self, peer: PeerAddr) -> None:
+        try:
+            await self._dial(peer)
+            self.seed_errors.pop(peer.peer_id, None)
+        except NetworkError as exc:
+            self.seed_errors[peer.peer_id] = exc.message
+            logger.info("bootstrap: %s", exc.message)
+
+    async def _refresh(self) -> None:
+        """Look up our own ID and random keys: fills the routing table; drop foreign peers."""
+        for peer_id in list(self._dht.routing_table.get_peer_ids()):
+            if self._is_foreign(peer_id):
+                self._dht.routing_table.remove_peer(peer_id)
+        for peer_id in self._host.get_connected_peers():
+            await self._dht.add_peer(peer_id)
+        with trio.move_on_after(30):
+            try:
+                await self._dht.peer_routing.find_closest_peers_network(
+                    self._host.get_id().to_bytes()
+                )
+                await self._dht.refresh_routing_table()
+            except Exception as exc:
+                if not _is_libp2p(exc) and not isinstance(exc, OSError):
+                    raise
+                logger.debug("routing table refresh failed: %r", exc)
+
+    def _remember_connected(self) -> None:
+        if self._host is None:
+            return
+        peers = []
+        for peer_id in self._host.get_connected_peers():
+            addrs = tuple(a for a in self.peer_addrs(peer_id.to_base58()) if "/tcp/" in a)
+            if addrs:
+                peers.append(PeerAddr(peer_id.to_base58(), addrs))
+        try:
+            self.book.remember(peers, int(time.time() * 1000))
+        except BitterbotError as exc:
+            logger.warning("could not save known peers: %s", exc)
+
+    # --- streams ----------------------------------------------------------------------
+    def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
+        """Serve ``protocol_id``: ``handler(P2PStream)`` runs per inbound stream.
+
+        Errors the handler raises are logged and reset the stream; they never reach the
+        host. Register before or after :meth:`run` starts.
+        """
+        if not protocol_id.startswith("/"):
+            raise ValidationError(f"protocol IDs start with '/': {protocol_id!r}")
+        self._handlers[protocol_id] = handler
+        if self._host is not None:
+            self._install_handler(protocol_id, handler)
+
+    def _install_handler(self, protocol_id: str, handler: StreamHandler) -> None:
+        from libp2p.custom_types import TProtocol
+
+        async def serve(raw: Any) -> None:
+            stream = P2PStream(raw)
+            try:
+                await handler(stream)
+            except BitterbotError as exc:
+                logger.info("%s from %s: %s", protocol_id, stream.peer_id, exc)
+                await stream.reset()
+            except Exception:
+                logger.exception("handler for %s failed", protocol_id)
+                await stream.reset()
+            else:
+                await stream.close()
+
+        self._host.set_stream_handler(TProtocol(protocol_id), serve)
+
+    async def open_stream(
+        self, peer_id: str, protocol_id: str, *, timeout: float = 10.0
+    ) -> P2PStream:
+        """Open a stream to ``peer_id`` (dialling known addresses if needed)."""
+        from libp2p.custom_types import TProtocol
+
+        self._require_running()
+        with trio.move_on_after(timeout) as scope:
+            try:
+                raw = await self._host.new_stream(_id(peer_id), [TProtocol(protocol_id)])
+            except Exception as exc:
+                if not _is_libp2p(exc) and not isinstance(exc, OSError):
+                    raise
+                raise NetworkError(
+                    f"cannot open {protocol_id} to {peer_id}: {_reason(exc)}",
+                    hint="the peer may be offline or not serve this protocol",
+                ) from exc
+            return P2PStream(raw)
+        assert scope.cancelled_caught
+        raise NetworkError(f"opening {protocol_id} to {peer_id} timed out after {timeout:g} s")
+
+    # --- DHT ----------------------------------------------------------------------------
+    def register_namespace(
+        self,
+        name: str,
+        validate: Callable[[str, bytes], None],
+        select: Callable[[str, list[bytes]], int],
+        *,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        """Accept value records under ``/<name>/``: ``validate`` raises to refuse a record,
+        ``select`` returns the index of the best of several. Records over the size limit
+        are dropped before ``validate`` sees them. Without a namespace, records are refused
+        (strict validation)."""
+        from libp2p.records.validator import Validator
+
+        if not name or "/" in name:
+            raise ValidationError(f"bad namespace name {name!r}")
+        limit = max_value_bytes or self.config.max_value_bytes
+
+        class _Checked(Validator):
+            def validate(self, key: str, value: bytes) -> None:
+                if len(value) > limit:
+                    raise TooLargeError(f"record of {len(value)} bytes under {key!r}")
+                validate(key, value)
+
+            def select(self, key: str, values: list[bytes]) -> int:
+                return select(key, values)
+
+        self._namespaces[name] = _Checked()
+        if self._dht is not None:
+            self._dht.register_validator(name, self._namespaces[name])
+
+    async def provide(self, key: bytes) -> None:
+        """Announce that this node provides ``key`` (e.g. a 32-byte content hash)."""
+        _check_key(key)
+        ok = await self._query("provide", self._dht.provider_store.provide(key))
+        if not ok:
+            raise NetworkError("provider announcement reached no peer", hint="retry later")
+
+    async def find_providers(self, key: bytes, count: int = 20) -> list[PeerAddr]:
+        """Peers providing ``key`` (at most ``count``; ``count=1`` returns at the first)."""
+        _check_key(key)
+        infos = await self._query(
+            "find_providers", self._dht.provider_store.find_providers(key, count)
+        )
+        out = []
+        for info in infos[:count]:
+            addrs = tuple(str(a) for a in info.addrs)
+            if addrs:  # so open_stream can dial it
+                self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
+            out.append(PeerAddr(info.peer_id.to_base58(), addrs))
+        return out
+
+    async def put_value(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` (``/<namespace>/...``) locally and at the closest peers."""
+        self._check_record(key, value)
+        try:
+            await self._query("put_value", self._dht.put_value(key, value))
+        except ValueError as exc:  # "Refusing to replace newer value with the older one"
+            raise ValidationError(f"record for {key!r} refused: {exc}") from exc
+
+    async def get_value(self, key: str) -> bytes | None:
+        """The best valid record under ``key`` (local or from the network), or None."""
+        self._namespace_of(key)
+        value: bytes | None = await self._query("get_value", self._dht.get_value(key))
+        return value
+
+    def _namespace_of(self, key: str) -> str:
+        parts = key.split("/")
+        if len(parts) < 3 or parts[0] != "" or parts[1] not in self._namespaces:
+            raise ValidationError(
+                f"no validator for DHT key {key!r}",
+                hint="keys look like /<namespace>/...; register_namespace() first",
+            )
+        return parts[1]
+
+    def _check_record(self, key: str, value: bytes) -> None:
+        validator = self._namespaces[self._namespace_of(key)]
+        try:
+            validator.validate(key, value)
+        except BitterbotError:
+            raise
+        except Exception as exc:  # a validator's own ValueError & co
+            raise ValidationError(f"record for {key!r} is invalid: {exc}") from exc
+
+    async def _query(self, op: str, work: Awaitable[Any]) -> Any:
+        self._require_running()
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = await work
+            ok = True
+            return result
+        except BitterbotError:
+            raise
+        except ValueError:
+            raise
+        except Exception as exc:
+            if not _is_libp2p(exc) and not isinstance(exc, OSError):
+                raise
+            raise NetworkError(f"DHT {op} failed: {_reason(exc)}") from exc
+        finally:
+            if self.observer is not None:
+                self.observer(op, time.perf_counter() - started, ok)
+
+    # --- gossipsub ----------------------------------------------------------------------
+    @asynccontextmanager
+    async def subscribe(
+        self, topic: str, validator: GossipValidator | None = None
+    ) -> AsyncIterator[_Subscription]:
+        """Subscribe to ``topic``; iterate the context value for :class:`GossipMessage`.
+
+        ``validator(from_peer, data)`` returns True to accept (may be async); False or an
+        exception drops the message and it is not forwarded. Messages over the size limit
+        are dropped before the validator runs.
+        """
+        self._require_running()
+        limit = self.config.max_gossip_bytes
+
+        async def check(forwarder: Any, msg: Any) -> bool:
+            if len(msg.data) > limit:
+                return False
+            if validator is None:
+                return True
+            from libp2p.peer.id import ID
+
+            try:
+                result = validator(ID(msg.from_id).to_base58(), bytes(msg.data))
+                if hasattr(result, "__await__"):
+                    result = await result
+            except BitterbotError as exc:
+                logger.debug("gossip on %s rejected: %s", topic, exc)
+                return False
+            return bool(result)
+
+        self._pubsub.set_topic_validator(topic, check, True)
+        raw = await self._pubsub.subscribe(topic)
+        sub = _Subscription(self, topic, raw)
+        try:
+            yield sub
+        finally:
+            if not self._stopping:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await self._unsubscribe(topic)
+
+    async def _unsubscribe(self, topic: str) -> None:
+        if self._pubsub is None or topic not in self._pubsub.topic_ids:
+            return
+        self._pubsub.remove_topic_validator(topic)
+        try:
+            await self._pubsub.unsubscribe(topic)
+        except Exception as exc:
+            if not _is_libp2p(exc) and not isinstance(exc, OSError | trio.BrokenResourceError):
+                raise
+            logger.debug("unsubscribe %s: %r", topic, exc)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Publish ``data`` on ``topic`` (signed by this node). Our own topic validator runs
+        on it too. py-libp2p limits each peer to 10 messages/s per topic: batch."""
+        self._require_running()
+        if len(data) > self.config.max_gossip_bytes:
+            raise TooLargeError(
+                f"gossip message of {len(data)} bytes, limit {self.config.max_gossip_bytes}"
+            )
+        try:
+            await self._pubsub.publish(topic, data)
+        except Exception as exc:
+            if not _is_libp2p(exc) and not isinstance(exc, OSError | trio.BrokenResourceError):
+                raise
+            raise NetworkError(f"publish on {topic} failed: {_reason(exc)}") from exc
+
+    def topic_peers(self, topic: str) -> list[str]:
+        """Peers known to be subscribed to ``topic``."""
+        return sorted(p.to_base58() for p in self._pubsub.peer_topics.get(topic, ()))
+
+    # --- helpers ------------------------------------------------------------------------
+    def _require_running(self) -> None:
+        if not self._ready.is_set() or self._stopping:
+            raise NetworkError("the p2p host is not running", hint="start the node first")
+
+
+def _id(peer_id: str) -> Any:
+    from libp2p.peer.id import ID
+
+    try:
+        return ID.from_base58(peer_id)
+    except Exception as exc:  # base58 ValueError and friends
+        raise NotFoundError(f"not a peer ID: {peer_id!r}") from exc
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes) or not 1 <= len(key) <= MAX_KEY_BYTES:
+        raise ValidationError(f"DHT keys are 1-{MAX_KEY_BYTES} bytes")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _bind_problem(addr: Any) -> str:
+    """Why the OS refuses to bind ``addr`` (the swarm only says 'failed')."""
+    import socket
+
+    host = addr.value_for_protocol("ip4") or addr.value_for_protocol("ip6")
+    port = int(addr.value_for_protocol("tcp"))
+    family = socket.AF_INET6 if ":" in str(host) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((str(host), port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return "the transport refused it"
+
+
+def _silence_libp2p() -> None:
+    """py-libp2p logs tracebacks while tearing down connections; users never see them."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL + 1)

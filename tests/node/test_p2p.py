@@ -1,0 +1,186 @@
+"""Real libp2p nodes on 127.0.0.1: joining through a seed, DHT, streams, gossipsub."""
+
+from __future__ import annotations
+
+import trio
+
+from bitterbot.node.p2p import NET_PROTOCOL
+
+
+async def test_nodes_given_only_a_seed_find_each_other(p2p_factory, wait_until):
+    a = await p2p_factory("a")
+    b = await p2p_factory("b", seeds=[a])
+    c = await p2p_factory("c", seeds=[a])
+    await wait_until(lambda: c.peer_id in b.connected_peers() and b.peer_id in c.connected_peers())
+    await wait_until(
+        lambda: c.peer_id in b.routing_table_peers() and b.peer_id in c.routing_table_peers()
+    )
+    status = b.status()
+    assert status["network"] == "joined"
+    assert a.status()["routing_table_size"] >= 2
+    assert all(addr.endswith("/p2p/" + b.peer_id) for addr in status["listen_addrs"])
+
+
+async def test_restart_keeps_identity_and_reconnects_to_known_peers(p2p_factory, wait_until):
+    a = await p2p_factory("a")
+    b = await p2p_factory("b", seeds=[a])
+    await wait_until(lambda: a.peer_id in b.connected_peers())
+    old_id = b.peer_id
+    await b.stop()
+    assert b.stopped.is_set()
+    await wait_until(lambda: old_id not in a.connected_peers())
+    # restarted with no seed at all: the known-peer book in LMDB brings it back to A
+    b2 = await p2p_factory("b")
+    assert b2.peer_id == old_id
+    assert b2.status()["seeds"] == []
+    await wait_until(lambda: a.peer_id in b2.connected_peers())
+    assert b2.status()["network"] == "joined"
+
+
+async def test_a_node_without_seeds_runs_standalone(p2p_factory):
+    a = await p2p_factory("alone")
+    status = a.status()
+    assert status["network"] == "standalone"
+    assert status["connected_peers"] == []
+    assert status["listen_addrs"][0].startswith("/ip4/127.0.0.1/tcp/")
+
+
+async def test_provider_records_are_found_by_nodes_that_never_met_the_provider(
+    p2p_factory, wait_until
+):
+    a = await p2p_factory("a")
+    nodes = [await p2p_factory(f"n{i}", seeds=[a]) for i in range(3)]
+    provider, seeker = nodes[0], nodes[2]
+    await wait_until(lambda: all(n.routing_table_size() >= 2 for n in nodes))
+    key = bytes(range(32))
+    await provider.provide(key)
+    found = await seeker.find_providers(key, count=1)
+    assert [p.peer_id for p in found] == [provider.peer_id]
+    assert found[0].addrs  # dialable
+    assert await seeker.find_providers(bytes(32), count=1) == []
+
+
+async def test_values_need_a_registered_validator_and_the_best_record_wins(p2p_factory, wait_until):
+    import pytest
+
+    from bitterbot.protocol.errors import TooLargeError, ValidationError
+
+    def validate(key: str, value: bytes) -> None:
+        if not value.startswith(b"v"):
+            raise ValidationError("records start with v")
+
+    def select(key: str, values: list[bytes]) -> int:
+        return max(range(len(values)), key=lambda i: int(values[i][1:]))
+
+    a = await p2p_factory("a")
+    nodes = [await p2p_factory(f"n{i}", seeds=[a]) for i in range(3)]
+    for node in [a, *nodes]:
+        node.register_namespace("bbtest", validate, select, max_value_bytes=64)
+    await wait_until(lambda: all(n.routing_table_size() >= 2 for n in nodes))
+
+    await nodes[0].put_value("/bbtest/k", b"v1")
+    await nodes[0].put_value("/bbtest/k", b"v2")
+    assert await nodes[2].get_value("/bbtest/k") == b"v2"
+    with pytest.raises(ValidationError):
+        await nodes[0].put_value("/bbtest/k", b"x3")  # refused by the validator
+    with pytest.raises(TooLargeError):
+        await nodes[0].put_value("/bbtest/k", b"v" + b"9" * 100)  # over the size limit
+    with pytest.raises(ValidationError):
+        await nodes[0].put_value("/elsewhere/k", b"v1")  # strict: unknown namespace
+    assert await nodes[1].get_value("/bbtest/missing") is None
+
+
+async def test_gossip_reaches_every_node_and_the_validator_drops_bad_messages(
+    p2p_factory, wait_until
+):
+    topic = "/bitterbot/test/1"
+    a = await p2p_factory("a")
+    nodes = [a, *[await p2p_factory(f"n{i}", seeds=[a]) for i in range(3)]]
+    await wait_until(lambda: all(n.connected_peers() for n in nodes))
+    received: dict[str, list[bytes]] = {n.peer_id: [] for n in nodes}
+
+    def only_good(from_peer: str, data: bytes) -> bool:
+        return data.startswith(b"good")
+
+    async def listen(node, sub, task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        async for msg in sub:
+            assert msg.from_peer == nodes[1].peer_id
+            received[node.peer_id].append(msg.data)
+
+    async with trio.open_nursery() as nursery:
+        subs = []
+        for node in nodes:
+            cm = node.subscribe(topic, only_good)
+            subs.append(cm)
+            sub = await cm.__aenter__()
+            await nursery.start(listen, node, sub)
+        await wait_until(lambda: all(len(n.topic_peers(topic)) >= 1 for n in nodes))
+        await trio.sleep(1.5)  # one heartbeat builds the mesh
+        await nodes[1].publish(topic, b"bad one")
+        await nodes[1].publish(topic, b"good one")
+        await wait_until(lambda: all(v == [b"good one"] for v in received.values()), timeout=10)
+        nursery.cancel_scope.cancel()
+
+
+async def test_streams_carry_frames_and_refuse_oversize_ones(p2p_factory, wait_until):
+    import pytest
+
+    from bitterbot.node import framing
+
+    proto = "/bitterbot/echo-test/1.0.0"
+    seen: list[object] = []
+
+    async def echo(stream):
+        try:
+            data = await framing.read_frame(stream, max_size=1024, timeout=5)
+        except framing.FrameTooLarge as exc:
+            seen.append(exc)
+            raise
+        seen.append(stream.peer_id)
+        await framing.write_frame(stream, data[::-1])
+
+    a = await p2p_factory("a")
+    b = await p2p_factory("b", seeds=[a])
+    a.set_stream_handler(proto, echo)
+    await wait_until(lambda: a.peer_id in b.connected_peers())
+    async with await b.open_stream(a.peer_id, proto) as stream:
+        await framing.write_frame(stream, b"hello")
+        assert await framing.read_frame(stream) == b"olleh"
+    assert seen == [b.peer_id]
+    async with await b.open_stream(a.peer_id, proto) as stream:
+        await framing.write_frame(stream, b"x" * 2000)
+        with pytest.raises(framing.StreamClosed):
+            await framing.read_frame(stream, timeout=5)
+    await wait_until(lambda: len(seen) == 2)
+    assert isinstance(seen[1], framing.FrameTooLarge)
+
+
+async def test_the_marker_protocol_is_served_and_foreign_peers_stay_out_of_the_table(
+    p2p_factory, wait_until
+):
+    a = await p2p_factory("a")
+    b = await p2p_factory("b", seeds=[a])
+    await wait_until(lambda: a.peer_id in b.routing_table_peers())
+    protocols = b._host.get_peerstore().get_protocols(a._host.get_id())
+    assert NET_PROTOCOL in {str(p) for p in protocols}
+
+
+async def test_a_plaintext_only_peer_cannot_connect(p2p_factory, dial_addr):
+    import pytest
+    from libp2p import new_host
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+    from multiaddr import Multiaddr
+
+    a = await p2p_factory("a")
+    keys = create_new_key_pair()
+    plain = new_host(key_pair=keys, sec_opt={PLAINTEXT_PROTOCOL_ID: InsecureTransport(keys)})
+    async with plain.run(listen_addrs=[Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        with pytest.raises(Exception) as info:  # noqa: B017 - libp2p's dial error types vary
+            with trio.fail_after(10):
+                await plain.connect(info_from_p2p_addr(Multiaddr(dial_addr(a))))
+        assert not isinstance(info.value, trio.TooSlowError)
+        assert a.connected_peers() == []
+        await plain.close()
