@@ -316,7 +316,8 @@ def trust(identity: Identity, seq: int, now_ms: int, peer: bytes, vouch: bool) -
 
 BATCH_VERSION: Final = 1
 MAX_BATCH: Final = 32
-MAX_BATCH_BYTES: Final = MAX_BATCH * (MAX_ATTESTATION_BYTES + 8) + 64
+#: A batch stays under the node's 64 KiB gossip message limit.
+MAX_BATCH_BYTES: Final = 63 * 1024
 
 
 def encode_batch(items: list[Attestation]) -> bytes:
@@ -325,7 +326,27 @@ def encode_batch(items: list[Attestation]) -> bytes:
         raise ValidationError(f"a batch holds 1 to {MAX_BATCH} attestations, got {len(items)}")
     if len({a.attester for a in items}) != 1:
         raise ValidationError("a batch holds the attestations of one attester")
-    return encode({"v": BATCH_VERSION, "atts": [a.data for a in items]})
+    data = encode({"v": BATCH_VERSION, "atts": [a.data for a in items]})
+    if len(data) > MAX_BATCH_BYTES:
+        raise ValidationError(f"batch of {len(data)} bytes is over {MAX_BATCH_BYTES}")
+    return data
+
+
+def split_batches(items: list[Attestation]) -> list[list[Attestation]]:
+    """Group attestations of one attester into batches that :func:`encode_batch` accepts."""
+    batches: list[list[Attestation]] = []
+    size = 0
+    for att in items:
+        if (
+            not batches
+            or len(batches[-1]) >= MAX_BATCH
+            or size + len(att.data) + 8 > MAX_BATCH_BYTES - 16
+        ):
+            batches.append([])
+            size = 0
+        batches[-1].append(att)
+        size += len(att.data) + 8
+    return batches
 
 
 def decode_batch(

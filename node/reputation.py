@@ -1,0 +1,548 @@
+"""The reputation ledger: LMDB storage, gossip, anti-entropy sync, and the install gate.
+
+- :class:`Ledger`: append-only, deduplicated attestations in LMDB, keyed by attester and
+  sequence number; the node's own attestations wait in ``rep.pending`` until gossiped.
+- :class:`Reputation`: the node's view (a :class:`~bitterbot.protocol.trust.TrustGraph` fed
+  from the ledger), the gossip validator of ``/bitterbot/reputation/1`` (rejects bad
+  signatures, unknown kinds, oversize, stale or far-future, duplicates, and attesters over
+  their rate), batching, and the ``/bitterbot/repsync/1.0.0`` catch-up protocol.
+- :func:`check_install`: what the market calls before installing a skill.
+
+SPEC.md section 11 describes the wire formats and parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from bitterbot.protocol import attestation as att_mod
+from bitterbot.protocol.attestation import Attestation
+from bitterbot.protocol.errors import (
+    BitterbotError,
+    DecodeError,
+    SkillError,
+    StaleError,
+    UnknownVersionError,
+    ValidationError,
+)
+from bitterbot.protocol.identity import Identity, decode_key
+from bitterbot.protocol.trust import FLAGGED, Assessment, TrustGraph, TrustParams
+
+logger = logging.getLogger(__name__)
+
+TOPIC = "/bitterbot/reputation/1"
+SYNC_PROTOCOL = "/bitterbot/repsync/1.0.0"
+SYNC_VERSION = 1
+MAX_SYNC_FRAME = 256 * 1024
+MAX_SYNC_HEADS = 4096  # attesters listed in one sync request (about 170 KiB)
+MAX_SYNC_SEND = 50_000  # attestations one sync session sends at most
+SYNC_TIMEOUT_S = 20.0
+
+DB_ATT = "rep.att"  # attester(32) + seq(8, big-endian) -> signed envelope bytes
+DB_HEAD = "rep.head"  # attester -> [contiguous seq, highest seq, count]
+DB_PENDING = "rep.pending"  # own attestations not yet gossiped: attester + seq -> 1
+
+
+def _key(attester: bytes, seq: int) -> bytes:
+    return attester + seq.to_bytes(8, "big")
+
+
+class RateLimited(StaleError):
+    code = "rate_limited"
+
+
+class InstallRefused(SkillError):
+    code = "install_refused"
+
+
+@dataclass
+class RepConfig:
+    roots: list[bytes] = field(default_factory=list)
+    gossip_max_age_ms: int = 24 * 3600 * 1000  # older attestations arrive by sync only
+    rate_per_min: float = 60.0  # attestations per minute accepted per attester via gossip
+    burst: int = 64  # attestations an attester may send at once before the rate applies
+    sync_interval_s: float = 60.0
+    sync_peers: int = 3
+    publish_interval_s: float = 0.25  # <= 4 gossip messages/s, under py-libp2p's 10/s
+    params: TrustParams = field(default_factory=TrustParams)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RepConfig:
+        def get(name: str, default: Any) -> Any:
+            try:
+                return settings[name]
+            except KeyError:
+                return default
+
+        roots = []
+        for text in get("rep.roots", []):
+            roots.append(decode_key(text))
+        return cls(
+            roots=roots,
+            gossip_max_age_ms=int(get("rep.gossip_max_age_s", 86400)) * 1000,
+            rate_per_min=float(get("rep.rate_per_min", 60)),
+            sync_interval_s=float(get("rep.sync_interval_s", 60)),
+        )
+
+
+class Ledger:
+    """Append-only attestation storage. Only verified attestations may be added."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+        # Open the named databases in a write transaction: a handle first opened inside a
+        # read transaction is dropped when that transaction ends, and LMDB then hands the
+        # same slot to the next database opened (reads of one database return another's).
+        def open_all(txn: Any) -> None:
+            for name in (DB_ATT, DB_HEAD, DB_PENDING):
+                txn._db(name)
+
+        store.transact(open_all)
+
+    @staticmethod
+    def _put(txn: Any, att: Attestation, pending: bool) -> str:
+        key = _key(att.attester, att.seq)
+        old = txn.get(DB_ATT, key)
+        if old is not None:
+            return "duplicate" if old == att.data else "conflict"
+        txn.put(DB_ATT, key, att.data)
+        contig, high, count = txn.get(DB_HEAD, att.attester, [0, 0, 0])
+        high = max(high, att.seq)
+        count += 1
+        if att.seq == contig + 1:
+            contig += 1
+            while txn.get(DB_ATT, _key(att.attester, contig + 1)) is not None:
+                contig += 1
+        txn.put(DB_HEAD, att.attester, [contig, high, count])
+        if pending:
+            txn.put(DB_PENDING, key, 1)
+        return "new"
+
+    def add_many(self, atts: Iterable[Attestation]) -> tuple[list[Attestation], int]:
+        """Store in one durable transaction; returns (new ones, number of conflicts)."""
+        items = list(atts)
+
+        def write(txn: Any) -> tuple[list[Attestation], int]:
+            new, conflicts = [], 0
+            for att in items:
+                outcome = self._put(txn, att, pending=False)
+                if outcome == "new":
+                    new.append(att)
+                elif outcome == "conflict":
+                    conflicts += 1
+            return new, conflicts
+
+        result: tuple[list[Attestation], int] = self.store.transact(write)
+        return result
+
+    def create(self, make: Callable[[int], Attestation], attester: bytes) -> Attestation:
+        """Allocate the attester's next sequence number and store ``make(seq)`` as pending.
+
+        One write transaction, so a CLI process and the running node never reuse a number.
+        """
+
+        def write(txn: Any) -> Attestation:
+            _contig, high, _count = txn.get(DB_HEAD, attester, [0, 0, 0])
+            att = make(high + 1)
+            if self._put(txn, att, pending=True) != "new":  # pragma: no cover - seq is fresh
+                raise ValidationError("sequence number already used")
+            return att
+
+        result: Attestation = self.store.transact(write)
+        return result
+
+    def has(self, attester: bytes, seq: int) -> bool:
+        with self.store.read() as txn:
+            return txn.get(DB_ATT, _key(attester, seq)) is not None
+
+    def count(self) -> int:
+        with self.store.read() as txn:
+            return int(txn.count(DB_ATT))
+
+    def heads(self) -> dict[bytes, tuple[int, int, int]]:
+        with self.store.read() as txn:
+            return {bytes(k): (v[0], v[1], v[2]) for k, v in txn.items(DB_HEAD)}
+
+    def load_all(self) -> list[Attestation]:
+        """Every stored attestation, verified again (the disk is not trusted blindly)."""
+        out = []
+        with self.store.read() as txn:
+            rows = [bytes(v) for _k, v in txn.items(DB_ATT)]
+        for data in rows:
+            try:
+                out.append(att_mod.parse(data))
+            except BitterbotError as exc:
+                logger.warning("skipping a corrupt stored attestation: %s", exc)
+        return out
+
+    def pending(self) -> list[Attestation]:
+        with self.store.read() as txn:
+            keys = [bytes(k) for k, _v in txn.items(DB_PENDING)]
+            rows = [txn.get(DB_ATT, k) for k in keys]
+        return [att_mod.parse(bytes(r)) for r in rows if r is not None]
+
+    def mark_sent(self, atts: Iterable[Attestation]) -> None:
+        keys = [_key(a.attester, a.seq) for a in atts]
+
+        def write(txn: Any) -> None:
+            for k in keys:
+                txn.delete(DB_PENDING, k)
+
+        self.store.transact(write)
+
+    def newer_than(self, heads: dict[bytes, int], limit: int) -> list[bytes]:
+        """Attestations with a seq above ``heads[attester]`` (0 for unknown attesters)."""
+        out: list[bytes] = []
+        with self.store.read() as txn:
+            for attester, _head in txn.items(DB_HEAD):
+                after = heads.get(bytes(attester), 0)
+                for key, data in txn.items(DB_ATT, prefix=bytes(attester)):
+                    if int.from_bytes(key[32:], "big") > after:
+                        out.append(bytes(data))
+                        if len(out) >= limit:
+                            return out
+        return out
+
+
+class _Buckets:
+    """Token bucket per attester: ``burst`` at once, then ``rate_per_min``."""
+
+    def __init__(self, rate_per_min: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate = rate_per_min / 60.0
+        self.burst = float(burst)
+        self.clock = clock
+        self._state: dict[bytes, tuple[float, float]] = {}
+
+    def take(self, who: bytes, n: int) -> bool:
+        now = self.clock()
+        tokens, last = self._state.get(who, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < n:
+            self._state[who] = (tokens, now)
+            return False
+        self._state[who] = (tokens - n, now)
+        if len(self._state) > 100_000:  # forget the idlest half (they refill to full anyway)
+            for k in sorted(self._state, key=lambda k: self._state[k][1])[:50_000]:
+                del self._state[k]
+        return True
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Reputation:
+    """This node's reputation subsystem (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Any,
+        identity: Identity,
+        config: RepConfig | None = None,
+        *,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        from bitterbot.node.peer import peer_id_of
+
+        self.identity = identity
+        self.config = config or RepConfig()
+        self.clock_ms = clock_ms
+        self.ledger = Ledger(store)
+        self.graph = TrustGraph(identity.public_key, self.config.roots, self.config.params)
+        self.graph.add_all(self.ledger.load_all())
+        self.peer_id = peer_id_of(identity)
+        self._buckets = _Buckets(
+            self.config.rate_per_min, self.config.burst, lambda: self.clock_ms() / 1000
+        )
+        self._wake = trio.Event()
+        self.rejected = 0
+        self.p2p: Any = None
+
+    # --- the node's own statements -----------------------------------------------------
+    def _attest(self, make: Callable[[int, int], Attestation]) -> Attestation:
+        now = self.clock_ms()
+        att = self.ledger.create(lambda seq: make(seq, now), self.identity.public_key)
+        self.graph.add(att)
+        self._wake.set()
+        return att
+
+    def rate(
+        self, skill: str, stars: int, text: str = "", publisher: bytes | None = None
+    ) -> Attestation:
+        ident = self.identity
+        return self._attest(lambda s, t: att_mod.rating(ident, s, t, skill, stars, text, publisher))
+
+    def flag(self, skill: str, evidence_hash: bytes, reason: str = "") -> Attestation:
+        ident = self.identity
+        return self._attest(lambda s, t: att_mod.flag(ident, s, t, skill, evidence_hash, reason))
+
+    def audit(
+        self, skill: str, passed: bool, report_hash: bytes, findings: list[str] | None = None
+    ) -> Attestation:
+        ident = self.identity
+        return self._attest(
+            lambda s, t: att_mod.audit(ident, s, t, skill, passed, report_hash, findings)
+        )
+
+    def revoke(self, skill: str, reason: str = "") -> Attestation:
+        ident = self.identity
+        return self._attest(lambda s, t: att_mod.revoke(ident, s, t, skill, reason))
+
+    def vouch(self, peer: bytes, vouch: bool = True) -> Attestation:
+        ident = self.identity
+        return self._attest(lambda s, t: att_mod.trust(ident, s, t, peer, vouch))
+
+    # --- queries --------------------------------------------------------------------------
+    def assess(self, skill: str, publisher: bytes | None = None) -> Assessment:
+        return self.graph.assess(skill, publisher)
+
+    def tier_of(self, skill: str, publisher: bytes | None = None) -> str:
+        """The tier for search results: flagged, untrusted, provisional or trusted."""
+        return self.graph.assess(skill, publisher).tier
+
+    def check_install(
+        self, skill: str, publisher: bytes | None = None, *, override: bool = False
+    ) -> Assessment:
+        """Refuse (``InstallRefused``) a revoked skill or one flagged by a trusted attester."""
+        assessment = self.graph.assess(skill, publisher)
+        if assessment.tier == FLAGGED and not override:
+            raise InstallRefused(
+                f"{skill} is refused: " + "; ".join(assessment.reasons[:2]),
+                hint="see `bitterbot rep show SKILL`; install anyway with --ignore-reputation",
+            )
+        return assessment
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "attestations": self.ledger.count(),
+            "pending": len(self.ledger.pending()),
+            "attesters": len(self.ledger.heads()),
+            "statements": len(self.graph),
+            "rejected": self.rejected,
+            "roots": len(self.graph.roots()),
+        }
+
+    # --- network input ---------------------------------------------------------------------
+    def _reject(self, message: str, cls: type[BitterbotError] = ValidationError) -> bool:
+        self.rejected += 1
+        raise cls(message)
+
+    def accept_gossip(self, from_peer: str, data: bytes) -> bool:
+        """Gossip validator: True stores the batch (durably) and lets gossipsub forward it.
+
+        Raising or returning False drops the message everywhere downstream of this node.
+        """
+        from bitterbot.node.peer import peer_id_from_public_key
+
+        own = from_peer == self.peer_id
+        try:
+            atts = att_mod.decode_batch(
+                data,
+                now_ms=self.clock_ms(),
+                max_age_ms=None if own else self.config.gossip_max_age_ms,
+            )
+        except BitterbotError:
+            self.rejected += 1
+            raise
+        attester = atts[0].attester
+        if peer_id_from_public_key(attester) != from_peer:
+            return self._reject("gossip batch attester is not the publishing peer")
+        if own:
+            return True  # already in our ledger; rate limits are for others
+        new = [a for a in atts if not self.ledger.has(a.attester, a.seq)]
+        if not new:
+            return self._reject("duplicate attestations (replay)", StaleError)
+        if not self._buckets.take(attester, len(new)):
+            return self._reject("attester is over its gossip rate", RateLimited)
+        stored, conflicts = self.ledger.add_many(new)
+        if conflicts:
+            return self._reject("attester reused a sequence number (equivocation)")
+        self.graph.add_all(stored)
+        return True
+
+    def ingest(self, datas: Iterable[bytes]) -> tuple[int, int]:
+        """Verify and store attestations from sync; returns (new, invalid)."""
+        now = self.clock_ms()
+        good, bad = [], 0
+        for data in datas:
+            try:
+                good.append(att_mod.parse(data, now_ms=now))
+            except BitterbotError:
+                bad += 1
+        new, conflicts = self.ledger.add_many(good)
+        self.graph.add_all(new)
+        return len(new), bad + conflicts
+
+    # --- network tasks ---------------------------------------------------------------------
+    async def run(self, p2p: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Gossip, publish pending attestations, serve and run sync, until cancelled."""
+        self.p2p = p2p
+        p2p.set_stream_handler(SYNC_PROTOCOL, self.serve_sync)
+        async with p2p.subscribe(TOPIC, self.accept_gossip) as sub, trio.open_nursery() as n:
+            n.start_soon(self._drain, sub)
+            n.start_soon(self._publisher, p2p)
+            n.start_soon(self._sync_loop, p2p)
+            task_status.started(self)
+
+    async def _drain(self, sub: Any) -> None:
+        # The validator already stored each accepted batch; the queue only needs emptying.
+        async for _msg in sub:
+            pass
+
+    async def _publisher(self, p2p: Any) -> None:
+        while True:
+            try:
+                await self.publish_pending(p2p)
+            except BitterbotError as exc:  # kept pending; the next round retries
+                logger.info("publishing attestations failed: %s", exc)
+            with trio.move_on_after(1.0):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def publish_pending(self, p2p: Any) -> int:
+        """Gossip the node's pending attestations in batches; returns how many were sent.
+
+        Kept pending while no peer listens on the topic (sync covers later joiners too).
+        """
+        pending = [a for a in self.ledger.pending() if a.attester == self.identity.public_key]
+        if not pending or not p2p.topic_peers(TOPIC):
+            return 0
+        self.graph.add_all(pending)  # the CLI may have written them from another process
+        pending.sort(key=lambda a: a.seq)
+        sent = 0
+        for batch in att_mod.split_batches(pending):
+            await p2p.publish(TOPIC, att_mod.encode_batch(batch))
+            self.ledger.mark_sent(batch)
+            sent += len(batch)
+            await trio.sleep(self.config.publish_interval_s)
+        return sent
+
+    async def _sync_loop(self, p2p: Any) -> None:
+        await p2p.bootstrapped.wait()
+        while True:
+            peers = p2p.connected_peers()
+            random.shuffle(peers)
+            for peer in peers[: self.config.sync_peers]:
+                try:
+                    await self.sync_with(p2p, peer)
+                except BitterbotError as exc:
+                    logger.info("reputation sync with %s failed: %s", peer, exc)
+            await trio.sleep(self.config.sync_interval_s)
+
+    async def sync_with(self, p2p: Any, peer_id: str) -> int:
+        """Fetch from ``peer_id`` every attestation above our contiguous heads."""
+        from bitterbot.node.framing import read_message, write_message
+
+        heads = self.ledger.heads()
+        listed = sorted(heads.items(), key=lambda kv: -kv[1][2])[:MAX_SYNC_HEADS]
+        request = {"v": SYNC_VERSION, "heads": [[k, h[0]] for k, h in listed]}
+        total = 0
+        async with await p2p.open_stream(peer_id, SYNC_PROTOCOL) as stream:
+            await write_message(stream, request, max_size=MAX_SYNC_FRAME)
+            received = 0
+            while True:
+                msg = await read_message(stream, max_size=MAX_SYNC_FRAME, timeout=SYNC_TIMEOUT_S)
+                datas, done = _parse_sync_page(msg)
+                received += len(datas)
+                if received > MAX_SYNC_SEND:
+                    raise ValidationError(f"sync peer {peer_id} sent too many attestations")
+                new, bad = await trio.to_thread.run_sync(self.ingest, datas)
+                total += new
+                if bad:
+                    logger.info("sync from %s: %d invalid attestations dropped", peer_id, bad)
+                if done:
+                    break
+        return total
+
+    async def serve_sync(self, stream: Any) -> None:
+        from bitterbot.node.framing import read_message, write_message
+
+        msg = await read_message(stream, max_size=MAX_SYNC_FRAME, timeout=SYNC_TIMEOUT_S)
+        heads = _parse_sync_request(msg)
+        datas = await trio.to_thread.run_sync(self.ledger.newer_than, heads, MAX_SYNC_SEND)
+        page: list[bytes] = []
+        size = 0
+        for data in datas:
+            if size + len(data) + 8 > MAX_SYNC_FRAME - 64:
+                await write_message(
+                    stream,
+                    {"v": SYNC_VERSION, "atts": page, "done": False},
+                    max_size=MAX_SYNC_FRAME,
+                )
+                page, size = [], 0
+            page.append(data)
+            size += len(data) + 8
+        await write_message(
+            stream, {"v": SYNC_VERSION, "atts": page, "done": True}, max_size=MAX_SYNC_FRAME
+        )
+
+
+def _parse_sync_request(msg: Any) -> dict[bytes, int]:
+    if not isinstance(msg, dict) or msg.get("v") != SYNC_VERSION:
+        raise UnknownVersionError("repsync: unsupported request version")
+    heads = msg.get("heads")
+    if not isinstance(heads, list) or len(heads) > MAX_SYNC_HEADS:
+        raise DecodeError(f"repsync: 'heads' must list at most {MAX_SYNC_HEADS} entries")
+    out: dict[bytes, int] = {}
+    for entry in heads:
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or not isinstance(entry[0], bytes)
+            or len(entry[0]) != 32
+            or isinstance(entry[1], bool)
+            or not isinstance(entry[1], int)
+            or entry[1] < 0
+        ):
+            raise DecodeError("repsync: a head is [attester(32 bytes), seq]")
+        out[entry[0]] = entry[1]
+    return out
+
+
+def _parse_sync_page(msg: Any) -> tuple[list[bytes], bool]:
+    if not isinstance(msg, dict) or msg.get("v") != SYNC_VERSION:
+        raise UnknownVersionError("repsync: unsupported response version")
+    atts, done = msg.get("atts"), msg.get("done")
+    if not isinstance(atts, list) or not isinstance(done, bool):
+        raise DecodeError("repsync: a page is {'atts': [bytes], 'done': bool}")
+    if not all(isinstance(a, bytes) for a in atts):
+        raise DecodeError("repsync: attestations are byte strings")
+    return atts, done
+
+
+# --- what the node and the market call -------------------------------------------------
+
+
+def reputation_of(ctx: Any) -> Reputation:
+    """The running node's :class:`Reputation`, or one opened on the node's store."""
+    if ctx.reputation is None:
+        ctx.reputation = Reputation(ctx.store, ctx.identity, RepConfig.from_settings(ctx.settings))
+    rep: Reputation = ctx.reputation
+    return rep
+
+
+async def start_reputation(ctx: Any, nursery: trio.Nursery) -> Reputation:
+    """Attach reputation to the node; with a running P2P host, start gossip and sync.
+
+    Pending local attestations (made with the CLI while the node was stopped) are published
+    as soon as a peer listens on the topic.
+    """
+    rep = reputation_of(ctx)
+    if ctx.p2p is not None:
+        await nursery.start(rep.run, ctx.p2p)
+    return rep
+
+
+def check_install(
+    ctx: Any, skill: str, publisher: bytes | None = None, *, override: bool = False
+) -> Assessment:
+    """The install gate: raises :class:`InstallRefused` for flagged or revoked skills."""
+    return reputation_of(ctx).check_install(skill, publisher, override=override)

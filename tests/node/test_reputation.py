@@ -1,0 +1,249 @@
+"""Reputation ledger: LMDB dedup, the gossip validator, the install gate, and real nodes
+on 127.0.0.1 gossiping and syncing attestations."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from bitterbot.node.home import Home
+from bitterbot.node.p2p import P2PConfig, P2PHost
+from bitterbot.node.peer import peer_id_of
+from bitterbot.node.reputation import (
+    TOPIC,
+    InstallRefused,
+    Ledger,
+    RateLimited,
+    RepConfig,
+    Reputation,
+)
+from bitterbot.node.store import Store
+from bitterbot.protocol import attestation as A
+from bitterbot.protocol.codec import decode, encode
+from bitterbot.protocol.errors import SignatureError, StaleError, ValidationError
+from bitterbot.protocol.identity import Identity
+
+H = hashlib.sha256(b"evidence").digest()
+
+
+def ident(n: int) -> Identity:
+    return Identity.from_seed(hashlib.sha256(b"node%d" % n).digest())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = Store(tmp_path / "db")
+    yield s
+    s.close()
+
+
+def now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+# --- ledger ------------------------------------------------------------------------
+
+
+def test_ledger_is_deduplicated_and_tracks_contiguous_heads(store: Any) -> None:
+    ledger = Ledger(store)
+    alice = ident(1)
+    t = now_ms()
+    a1, a2, a3 = (A.rating(alice, s, t, f"pkg:{s}", 4) for s in (1, 2, 3))
+    new, conflicts = ledger.add_many([a1, a3])
+    assert new == [a1, a3] and conflicts == 0
+    assert ledger.heads()[alice.public_key] == (1, 3, 2)
+    new, conflicts = ledger.add_many([a1, a2])
+    assert new == [a2]
+    assert ledger.heads()[alice.public_key] == (3, 3, 3)
+    # same attester and seq, other content: an equivocation, never stored
+    other = A.rating(alice, 2, t, "pkg:other", 1)
+    assert ledger.add_many([other]) == ([], 1)
+    assert ledger.count() == 3
+    assert {a.data for a in ledger.load_all()} == {a1.data, a2.data, a3.data}
+
+
+def test_own_attestations_survive_reopen_and_stay_pending_until_sent(tmp_path: Path) -> None:
+    me = ident(2)
+    s = Store(tmp_path / "db")
+    rep = Reputation(s, me)
+    first = rep.rate("pkg:x", 5, "nice")
+    second = rep.flag("pkg:y", H, "phones home")
+    assert (first.seq, second.seq) == (1, 2)
+    s.close()
+    s = Store(tmp_path / "db")
+    rep = Reputation(s, me)
+    assert [a.seq for a in rep.ledger.pending()] == [1, 2]
+    assert rep.assess("pkg:y").tier == "flagged"  # the node's own flag counts
+    rep.ledger.mark_sent(rep.ledger.pending())
+    assert rep.ledger.pending() == []
+    assert rep.vouch(ident(3).public_key).seq == 3
+    s.close()
+
+
+def test_install_gate_refuses_flagged_and_revoked_skills_unless_overridden(store: Any) -> None:
+    me, auditor, publisher = ident(4), ident(5), ident(6)
+    rep = Reputation(store, me, RepConfig(roots=[auditor.public_key]))
+    t = now_ms()
+    rep.ingest([A.flag(auditor, 1, t, "pkg:bad", H, "steals keys").data])
+    rep.ingest([A.revoke(publisher, 1, t, "pkg:old", "broken").data])
+    with pytest.raises(InstallRefused, match="flagged by a trusted attester"):
+        rep.check_install("pkg:bad")
+    assert rep.check_install("pkg:bad", override=True).tier == "flagged"
+    with pytest.raises(InstallRefused, match="revoked"):
+        rep.check_install("pkg:old", publisher.public_key)
+    assert rep.check_install("pkg:fine").tier == "untrusted"  # unknown is allowed, shown
+    assert rep.tier_of("pkg:bad") == "flagged"
+
+
+# --- gossip validator (no network needed: called as gossipsub would) ---------------
+
+
+def test_gossip_validator_accepts_once_and_rejects_bad_input(store: Any) -> None:
+    me, alice = ident(7), ident(8)
+    rep = Reputation(store, me, RepConfig(burst=4, rate_per_min=1))
+    alice_peer = peer_id_of(alice)
+    t = now_ms()
+    batch = A.encode_batch([A.rating(alice, 1, t, "pkg:x", 5), A.rating(alice, 2, t, "pkg:y", 3)])
+    assert rep.accept_gossip(alice_peer, batch) is True
+    assert rep.ledger.count() == 2
+    with pytest.raises(StaleError, match="duplicate"):
+        rep.accept_gossip(alice_peer, batch)
+    # relayed as if it were someone else's message
+    with pytest.raises(ValidationError, match="publishing peer"):
+        rep.accept_gossip(peer_id_of(ident(9)), A.encode_batch([A.rating(alice, 3, t, "p", 1)]))
+    # tampered signature
+    obj = decode(A.rating(alice, 3, t, "pkg:z", 1).data)
+    obj["payload"]["stars"] = 5
+    with pytest.raises(SignatureError):
+        rep.accept_gossip(alice_peer, encode({"v": 1, "atts": [encode(obj)]}))
+    # stale (older than the gossip age limit) and far future
+    old = A.rating(alice, 3, t - rep.config.gossip_max_age_ms - 60_000, "pkg:z", 1)
+    with pytest.raises(StaleError):
+        rep.accept_gossip(alice_peer, A.encode_batch([old]))
+    future = A.rating(alice, 3, t + 3600_000, "pkg:z", 1)
+    with pytest.raises(StaleError):
+        rep.accept_gossip(alice_peer, A.encode_batch([future]))
+    # oversize
+    with pytest.raises(Exception, match="over the limit"):
+        rep.accept_gossip(alice_peer, b"\x00" * (A.MAX_BATCH_BYTES + 1))
+    # rate: burst of 4, two used; three more is over
+    many = [A.rating(alice, s, t, f"pkg:r{s}", 4) for s in (3, 4, 5)]
+    with pytest.raises(RateLimited):
+        rep.accept_gossip(alice_peer, A.encode_batch(many))
+    assert rep.ledger.count() == 2
+    assert rep.rejected == 7
+
+
+# --- real nodes --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def rep_factory(
+    tmp_path: Path, nursery: trio.Nursery, dial_addr: Callable[[P2PHost], str]
+) -> AsyncIterator[Callable[..., Any]]:
+    """``await rep_factory(name, seeds=[p2p...], **RepConfig fields)`` -> (P2PHost, Reputation)."""
+    made: list[tuple[P2PHost, Store, trio.CancelScope]] = []
+
+    async def make(name: str, seeds: list[P2PHost] = (), **cfg: Any) -> tuple[P2PHost, Reputation]:  # type: ignore[assignment]
+        home = Home(tmp_path / name).ensure()
+        store = Store(home.db_path)
+        config = P2PConfig(
+            seeds=[dial_addr(s) for s in seeds], refresh_interval_s=1.0, backoff_initial_s=0.2
+        )
+        p2p = P2PHost(home.identity(), config, store=store)
+        await nursery.start(p2p.run)
+        rep = Reputation(store, home.identity(), RepConfig(**cfg))
+        scope = trio.CancelScope()
+
+        async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await rep.run(p2p, task_status=task_status)
+
+        await nursery.start(run)
+        made.append((p2p, store, scope))
+        return p2p, rep
+
+    yield make
+    for _p2p, _store, scope in made:
+        scope.cancel()
+    await trio.sleep(0)
+    for p2p, store, _scope in made:
+        await p2p.stop()
+        store.close()
+
+
+async def test_attestation_published_on_one_node_is_stored_on_all_others(rep_factory, wait_until):
+    seed, rseed = await rep_factory("seed")
+    nodes = [await rep_factory(f"n{i}", seeds=[seed]) for i in range(3)]
+    everyone = [(seed, rseed), *nodes]
+    await wait_until(lambda: all(p.topic_peers(TOPIC) for p, _ in everyone), timeout=30)
+    p0, r0 = nodes[0]
+    att = r0.rate("pkg:weather", 5, "accurate")
+    await wait_until(lambda: all(r.ledger.has(att.attester, att.seq) for _, r in everyone))
+    assert r0.ledger.pending() == []
+    # a batch: several at once still arrive everywhere, in one gossip message per 32
+    for i in range(40):
+        r0.rate(f"pkg:{i}", 1 + i % 5)
+    await wait_until(lambda: all(r.ledger.count() == 41 for _, r in everyone))
+
+
+async def test_invalid_attestation_is_stored_nowhere(rep_factory, wait_until, tmp_path):
+    seed, rseed = await rep_factory("seed")
+    honest = [await rep_factory(f"h{i}", seeds=[seed]) for i in range(2)]
+    # a rogue node: plain P2PHost, subscribed without our validator, publishing raw bytes
+    rogue_home = Home(tmp_path / "rogue").ensure()
+    rogue_store = Store(rogue_home.db_path)
+    rogue_id = rogue_home.identity()
+    rogue = P2PHost(
+        rogue_id,
+        P2PConfig(seeds=[seed.listen_addrs()[0]], refresh_interval_s=1.0),
+        store=rogue_store,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rogue.run)
+        async with rogue.subscribe(TOPIC):
+            await wait_until(lambda: seed.peer_id in rogue.topic_peers(TOPIC), timeout=30)
+            await trio.sleep(1.5)  # a heartbeat: the rogue is in the seed's mesh
+            t = now_ms()
+            obj = decode(A.rating(rogue_id, 1, t, "pkg:evil", 1).data)
+            obj["payload"]["stars"] = 5  # signature no longer matches
+            await rogue.publish(TOPIC, encode({"v": 1, "atts": [encode(obj)]}))
+            other = ident(99)  # someone else's attestation, published by the rogue
+            await rogue.publish(TOPIC, A.encode_batch([A.rating(other, 1, t, "pkg:x", 5)]))
+            await rogue.publish(TOPIC, encode({"v": 1, "atts": [b"junk"]}))
+            # a valid one after the bad ones proves the path delivers
+            good = A.rating(rogue_id, 1, t, "pkg:evil", 2)
+            await rogue.publish(TOPIC, A.encode_batch([good]))
+            everyone = [rseed, *(r for _, r in honest)]
+            await wait_until(lambda: all(r.ledger.has(good.attester, 1) for r in everyone))
+            assert all(r.ledger.count() == 1 for r in everyone)
+            assert all(r.assess("pkg:evil").total == 1 for r in everyone)
+            assert rseed.rejected >= 3
+        await rogue.stop()
+        nursery.cancel_scope.cancel()
+    rogue_store.close()
+
+
+async def test_node_started_later_catches_up_through_sync(rep_factory, wait_until):
+    seed, rseed = await rep_factory("seed")
+    b, rb = await rep_factory("b", seeds=[seed])
+    await wait_until(lambda: seed.topic_peers(TOPIC) and b.topic_peers(TOPIC), timeout=30)
+    for i in range(5):
+        rb.rate(f"pkg:{i}", 4)
+    rseed.vouch(rb.identity.public_key)
+    await wait_until(lambda: rseed.ledger.count() == 6 and rb.ledger.count() == 6)
+    late, rlate = await rep_factory("late", seeds=[b], sync_interval_s=1.0)
+    await wait_until(lambda: rlate.ledger.count() == 6, timeout=30)
+    # what it caught up with counts: the seed vouched for b, so b's ratings are weighted
+    assert rlate.assess("pkg:0").total == 1
+    assert rlate.graph.trust_of(rb.identity.public_key) == 0.0  # late does not trust seed
+    rlate.vouch(rseed.identity.public_key)
+    assert rlate.graph.trust_of(rb.identity.public_key) > 0
+    assert rlate.assess("pkg:0").tier == "trusted"
