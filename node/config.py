@@ -115,6 +115,20 @@ SETTINGS: list[Setting] = [
         "skills.max_package_bytes", 64 * 1024 * 1024, "largest skill package accepted", _as_int
     ),
     Setting("skills.seed_installed", True, "serve installed free skills to other peers", _as_bool),
+    # --- reputation -----------------------------------------------------------
+    Setting("rep.roots", [], "trust roots: keys (ed25519:...) of auditors you trust", _as_list),
+    Setting(
+        "rep.gossip_max_age_s",
+        86400,
+        "oldest attestation accepted by gossip (sync takes older)",
+        _as_int,
+    ),
+    Setting(
+        "rep.rate_per_min", 60, "attestations per minute accepted per attester via gossip", _as_int
+    ),
+    Setting(
+        "rep.sync_interval_s", 60, "seconds between reputation catch-up syncs with peers", _as_int
+    ),
 ]
 
 _BY_NAME = {s.name: s for s in SETTINGS}
