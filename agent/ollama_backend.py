@@ -36,8 +36,8 @@ class OllamaUnreachableError(ModelUnavailableError):
 
 def _unreachable(url: str, exc: Exception) -> OllamaUnreachableError:
     return OllamaUnreachableError(
-        f"ollama unreachable at {url}: {type(exc).__name__}",
-        hint="start it (`ollama serve`) or change ollama.url",
+        f"ollama unreachable at {url}: start it or change ollama.url",
+        hint=f"run `ollama serve`, or set ollama.url to where it listens ({type(exc).__name__})",
     )
 
 
