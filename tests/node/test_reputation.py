@@ -247,3 +247,82 @@ async def test_node_started_later_catches_up_through_sync(rep_factory, wait_unti
     rlate.vouch(rseed.identity.public_key)
     assert rlate.graph.trust_of(rb.identity.public_key) > 0
     assert rlate.assess("pkg:0").tier == "trusted"
+
+
+# --- CLI and API -------------------------------------------------------------------
+
+
+def cli(*args: str, home: Path) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", "from bitterbot.node.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BITTERBOT_HOME": str(home)},
+        timeout=60,
+    )
+
+
+def test_cli_rates_flags_vouches_and_explains(tmp_path: Path) -> None:
+    import json
+
+    home = tmp_path / "home"
+    evidence = tmp_path / "evidence.txt"
+    evidence.write_bytes(b"it uploads ~/.ssh")
+    out = cli("rep", "rate", "pkg:good", "5", "--text", "fast", home=home)
+    assert out.returncode == 0, out.stderr
+    assert "gossiped when the node starts" in out.stdout
+    out = cli("rep", "flag", "pkg:bad", "--evidence", str(evidence), "--json", home=home)
+    flag = json.loads(out.stdout)
+    assert flag["evidence_hash"] == hashlib.sha256(b"it uploads ~/.ssh").hexdigest()
+    friend = peer_id_of(ident(42))
+    assert cli("rep", "trust", friend, home=home).returncode == 0
+    shown = json.loads(cli("rep", "show", "pkg:bad", "--json", home=home).stdout)
+    assert shown["tier"] == "flagged"
+    assert shown["evidence"][0]["id"] == flag["id"]
+    good = json.loads(cli("rep", "show", "pkg:good", "--json", home=home).stdout)
+    assert (good["tier"], good["score"]) == ("trusted", 5.0)
+    roots = json.loads(cli("rep", "roots", "--json", home=home).stdout)
+    assert {r["why"] for r in roots} == {"this node", "you vouched for it"}
+    status = json.loads(cli("rep", "status", "--json", home=home).stdout)
+    assert (status["attestations"], status["pending"]) == (3, 3)
+    bad = cli("rep", "trust", "not-a-peer", home=home)
+    assert bad.returncode != 0 and "what to do" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_api_creates_and_explains_attestations(tmp_path: Path) -> None:
+    import httpx
+
+    from bitterbot.node.api import build_app
+    from bitterbot.node.config import load_settings
+    from bitterbot.node.context import NodeContext
+
+    home = Home(tmp_path / "home").ensure()
+    store = Store(home.db_path)
+    ctx = NodeContext(load_settings(home.path, env={}), home, store, home.identity())
+    app = build_app(ctx, "t" * 40)
+    headers = {"Authorization": "Bearer " + "t" * 40}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        r = await client.post(
+            "/v1/rep/attestations",
+            json={"kind": "rating", "skill": "pkg:a/b", "stars": 4},
+            headers=headers,
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["stars"] == 4
+        r = await client.post(
+            "/v1/rep/attestations",
+            json={"kind": "rating", "skill": "x", "stars": 9},
+            headers=headers,
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid"
+        r = await client.get("/v1/rep/skills/pkg:a/b", headers=headers)
+        assert r.json()["tier"] == "trusted" and r.json()["score"] == 4.0
+        r = await client.get("/v1/rep/status", headers=headers)
+        assert r.json()["attestations"] == 1
+        assert (await client.get("/v1/rep/status")).status_code == 401
+    store.close()
