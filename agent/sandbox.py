@@ -201,6 +201,21 @@ class Sandbox:
         self._modules: dict[str, wasmtime.Module] = {}
         self._pres: dict[tuple[str, frozenset[str]], wasmtime.InstancePre] = {}
 
+    def close(self) -> None:
+        """Free compiled modules and let wasmtime's I/O threads drop their callbacks.
+
+        wasmtime releases a store's stdout/stderr callbacks from its own I/O threads; if
+        the interpreter is already shutting down then, that thread prints a Rust panic (the
+        exit code stays 0). Closing first, as the CLI does, keeps the exit quiet.
+        """
+        import gc
+
+        with self._lock:
+            self._modules.clear()
+            self._pres.clear()
+        gc.collect()
+        time.sleep(0.05)
+
     # --- compile ------------------------------------------------------------------
     def compile(self, wasm: bytes) -> tuple[str, wasmtime.Module]:
         """Compile (or fetch from the cache) a module from wasm or WAT bytes."""
