@@ -520,3 +520,27 @@ class PayerChannel:
         return sign_close(
             self._identity, self.state.channel_id, self.state.nonce, self.state.amount
         )
+
+
+def cheating_vouchers(
+    payer: Identity, forger: Identity, state: ChannelState, last: Voucher | None
+) -> dict[str, Voucher]:
+    """Vouchers a cheating payer could send on ``state`` (the payee's accepted view).
+
+    For simnet's ``cheaters`` scenario and tests: every one must be refused. ``last`` is the
+    most recent accepted voucher (replayed as is). Keys are the attempt kinds.
+    """
+    cid, nonce, amount = state.channel_id, state.nonce, state.amount
+    cap = state.terms.capacity
+    out = {
+        "forgery": sign_voucher(forger, cid, nonce + 1, min(amount + 1, cap)),
+        "over_capacity": sign_voucher(payer, cid, nonce + 1, cap + 1),
+        "rollback": sign_voucher(payer, cid, nonce + 1, max(amount - 1, 0)),
+        "stale_nonce": sign_voucher(payer, cid, max(nonce - 1, 0), min(amount + 1, cap)),
+        "unknown_channel": sign_voucher(
+            payer, hashlib.sha256(b"no such channel" + cid).digest(), 1, 1
+        ),
+    }
+    if last is not None:
+        out["replay"] = last
+    return out

@@ -1,0 +1,357 @@
+"""Payments between real nodes: libp2p hosts on 127.0.0.1, real LMDB, child processes for crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from bitterbot.node.home import Home
+from bitterbot.node.ledger_backend import LedgerBackend
+from bitterbot.node.payments import (
+    CHANNELS,
+    SOLD,
+    NoLicenseError,
+    Payments,
+    PriceTooHighError,
+)
+from bitterbot.node.peer import peer_id_from_public_key
+from bitterbot.node.store import Store
+from bitterbot.protocol import channel as ch
+from bitterbot.protocol import paidpkg
+from bitterbot.protocol.identity import Identity
+
+KEY = bytes(range(32))
+GRANT = 100_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Any:
+    backend = LedgerBackend.open(tmp_path / "ledger")
+    yield backend
+    backend.shutdown()
+
+
+@pytest.fixture
+async def pair(
+    tmp_path: Path, nursery: trio.Nursery, p2p_factory: Any, dial_addr: Any, ledger: LedgerBackend
+) -> tuple[Payments, Payments]:
+    """A buyer and a seller node, connected, sharing one test-money ledger."""
+    clock = Clock()
+    nodes = []
+    for name in ("buyer", "seller"):
+        host = await p2p_factory(name)
+        home = Home(tmp_path / name)
+        store = Store(tmp_path / f"{name}-pay")  # LMDB: one handle per environment per process
+        pay = Payments(
+            home.identity(), store, ledger, p2p=host, clock_ms=clock, dispute_window_ms=1000
+        )
+        await nursery.start(pay.run)
+        nodes.append(pay)
+    buyer, seller = nodes
+    await buyer.p2p.connect(dial_addr(seller.p2p))
+    ledger.faucet_sync(buyer.me, GRANT)
+    buyer.clock = clock  # type: ignore[attr-defined]
+    return buyer, seller
+
+
+async def test_purchase_delivers_license_and_key_and_reuses_the_channel(
+    pair: tuple[Payments, Payments], ledger: LedgerBackend
+) -> None:
+    buyer, seller = pair
+    seller.offer_skill("summarize", 250, KEY, version_min="1.0.0", version_below="2.0.0")
+    seller.offer_skill("translate", 400, bytes(32))
+    peer = seller.p2p.peer_id
+    with pytest.raises(NoLicenseError):
+        buyer.license_for("summarize", "1.2.0")
+    with pytest.raises(PriceTooHighError):
+        await buyer.purchase(peer, "summarize", "1.2.0", max_price=100)
+
+    first = await buyer.purchase(peer, "summarize", "1.2.0", max_price=300)
+    assert first.content_key == KEY and first.license.amount == 250
+    package = paidpkg.encrypt_package(b"skill bytes", KEY, nonce=b"n" * 24)
+    assert paidpkg.decrypt_package(package, first.content_key) == b"skill bytes"
+    assert buyer.license_for("summarize", "1.9.9").license.buyer == buyer.me
+    with pytest.raises(NoLicenseError):
+        buyer.license_for("summarize", "2.0.0")
+
+    await buyer.purchase(peer, "translate", "0.1.0", max_price=400)
+    chans = buyer.channels()
+    assert len(chans) == 1 and chans[0]["paid"] == 650 and chans[0]["nonce"] == 2
+    (payee_view,) = seller.channels()
+    assert payee_view["paid"] == 650 and payee_view["role"] == "payee"
+
+    again = await buyer.purchase(peer, "summarize", "1.2.0", max_price=300)
+    assert again.purchase_id == first.purchase_id
+    assert buyer.channels()[0]["paid"] == 650  # bought already: nothing paid twice
+
+    result = await buyer.close_channel(peer)
+    assert result["paid"] == 650 and result["refunded"] == 10_000 - 650
+    assert ledger.balance_sync(seller.me) == 650
+    assert ledger.balance_sync(buyer.me) == GRANT - 650
+    assert seller.channels()[0]["state"] == ch.CLOSED
+
+
+async def test_cheating_vouchers_are_all_rejected_with_typed_errors(
+    pair: tuple[Payments, Payments],
+) -> None:
+    buyer, seller = pair
+    peer = seller.p2p.peer_id
+    honest = await buyer.pay(peer, 30)
+    rec = seller.channel_record(honest.channel)
+    assert rec is not None and rec["amount"] == 30
+    state = ch.ChannelState(ch.OpenMessage.from_obj(rec["open"]).terms, rec["nonce"], rec["amount"])
+    cheats = ch.cheating_vouchers(buyer.identity, Identity.generate(), state, honest)
+    expected = {
+        "forgery": ch.ForgedVoucherError,
+        "over_capacity": ch.OverCapacityError,
+        "rollback": ch.LowerCumulativeError,
+        "stale_nonce": ch.ReplayedVoucherError,
+        "unknown_channel": ch.UnknownChannelError,
+        "replay": ch.ReplayedVoucherError,
+    }
+    assert set(cheats) == set(expected)
+    for kind, voucher in cheats.items():
+        with pytest.raises(expected[kind]) as info:
+            await buyer.send_voucher(peer, voucher)
+        assert info.value.code == expected[kind].code, kind
+    rec = seller.channel_record(honest.channel)
+    assert rec is not None and rec["amount"] == 30 and rec["nonce"] == 1
+
+    await buyer.close_channel(peer)
+    after_close = ch.sign_voucher(buyer.identity, honest.channel, 2, 40)
+    with pytest.raises(ch.ChannelClosedError):
+        await buyer.send_voucher(peer, after_close)
+
+
+async def test_pay_per_call_meters_each_call(pair: tuple[Payments, Payments]) -> None:
+    buyer, seller = pair
+
+    async def shout(data: bytes) -> bytes:
+        return data.upper()
+
+    seller.offer_service("shout", 7, shout)
+    peer = seller.p2p.peer_id
+    assert await buyer.quote_service(peer, "shout") == 7
+    assert await buyer.call_service(peer, "shout", b"hi", max_price=7) == b"HI"
+    assert await buyer.call_service(peer, "shout", b"yo", max_price=10) == b"YO"
+    with pytest.raises(PriceTooHighError):
+        await buyer.call_service(peer, "shout", b"no", max_price=6)
+    assert seller.channels()[0]["paid"] == 14
+
+
+async def test_unilateral_close_settles_then_refunds_after_the_window(
+    pair: tuple[Payments, Payments], ledger: LedgerBackend
+) -> None:
+    buyer, seller = pair
+    peer = seller.p2p.peer_id
+    v = await buyer.pay(peer, 300)
+    res = await buyer.close_channel(peer, unilateral=True)
+    assert res["state"] == ch.CLOSING
+    assert await seller.settle(v.channel) == 300
+    with pytest.raises(Exception) as info:
+        await buyer.refund(v.channel.hex())
+    assert info.value.code == "dispute_window_open"  # type: ignore[attr-defined]
+    buyer.clock.ms += 1000  # type: ignore[attr-defined]
+    assert await buyer.refund(v.channel.hex()) == 10_000 - 300
+    assert ledger.balance_sync(seller.me) == 300
+    assert ledger.balance_sync(buyer.me) == GRANT - 300
+
+
+async def test_group_commit_batches_concurrent_vouchers_durably(
+    tmp_path: Path, ledger: LedgerBackend, nursery: trio.Nursery
+) -> None:
+    payee_id, payers = Identity.generate(), [Identity.generate() for _ in range(8)]
+    store = Store(tmp_path / "payee")
+    payee = Payments(payee_id, store, ledger, dispute_window_ms=0)
+    await nursery.start(payee.run)
+    vouchers: list[ch.Voucher] = []
+    for i, payer in enumerate(payers):
+        ledger.faucet_sync(payer.public_key, 1000)
+        terms = ch.new_terms(
+            payer.public_key,
+            payee_id.public_key,
+            1000,
+            backend="ledger",
+            dispute_window_ms=0,
+            now_ms=1,
+            salt=bytes([i]) * 16,
+        )
+        signed = ch.open_channel(terms, payer)
+        refused = await payee.handle_request(
+            "not-the-payer", {"t": "open", "open": signed.to_obj()}
+        )
+        assert refused["ok"] is False and refused["error"]["code"] == "channel_open_invalid"
+        reply = await payee.handle_request(
+            peer_id_from_public_key(payer.public_key), {"t": "open", "open": signed.to_obj()}
+        )
+        msg = ch.OpenMessage.from_obj(reply["open"])
+        ledger.lock_deposit_sync(msg)
+        vouchers += [ch.sign_voucher(payer, msg.channel_id, n, n * 10) for n in range(1, 26)]
+
+    accepted = 0
+
+    async def send_all(vs: list[ch.Voucher]) -> None:
+        nonlocal accepted
+        for v in vs:
+            reply = await payee.handle_request("-", {"t": "pay", "voucher": v.to_obj()})
+            assert reply["ok"], reply
+            accepted += 1
+
+    async with trio.open_nursery() as n:
+        for i in range(8):
+            n.start_soon(send_all, vouchers[i * 25 : (i + 1) * 25])
+    assert accepted == 200
+    assert payee.committer.items >= 200 and payee.committer.batches < 200
+    store.close()
+    reopened = Store(tmp_path / "payee")
+    with reopened.read() as txn:
+        amounts = sorted(rec["amount"] for _, rec in txn.items(CHANNELS))
+    assert amounts == [250] * 8
+    reopened.close()
+
+
+# --- crash tests (child processes killed with SIGKILL) -----------------------------------
+
+CHILD = r"""
+import json, os, signal, sys
+from pathlib import Path
+import trio
+from bitterbot.node.home import Home
+from bitterbot.node.store import Store
+from bitterbot.node.p2p import P2PConfig, P2PHost
+from bitterbot.node.ledger_backend import LedgerBackend
+from bitterbot.node.payments import Payments
+
+async def main(home, ledger, role, target):
+    h = Home(Path(home)).ensure()
+    store = Store(h.db_path)
+    backend = LedgerBackend.open(Path(ledger))
+    host = P2PHost(h.identity(), P2PConfig(listen=["/ip4/127.0.0.1/tcp/0"]), store=store)
+    async with trio.open_nursery() as n:
+        await n.start(host.run)
+        pay = Payments(h.identity(), store, backend, p2p=host, dispute_window_ms=1000)
+        await n.start(pay.run)
+        if role == "seller":
+            pay.offer_skill("summarize", 250, bytes(range(32)))
+            print([a for a in host.listen_addrs() if "/127.0.0.1/" in a][0], flush=True)
+            await trio.sleep_forever()
+        peer = await host.connect(target)
+        if role == "buyer-crash":
+            pay.fault_hook = lambda step: os.kill(os.getpid(), signal.SIGKILL)
+        got = await pay.purchase(peer, "summarize", "1.0.0", max_price=300)
+        print(json.dumps({"key": got.content_key.hex(), "paid": pay.channels()[0]["paid"]}), flush=True)
+        n.cancel_scope.cancel()
+
+trio.run(main, *sys.argv[1:])
+"""
+
+
+async def _spawn(tmp_path: Path, *args: str) -> trio.Process:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    return await trio.lowlevel.open_process(
+        [sys.executable, str(script), *args], stdout=-1, stderr=-1
+    )
+
+
+async def _read_line(proc: trio.Process, timeout: float = 60) -> str:
+    buf = b""
+    assert proc.stdout is not None
+    with trio.fail_after(timeout):
+        while not buf.endswith(b"\n"):
+            chunk = await proc.stdout.receive_some(4096)
+            if not chunk:
+                err = b"" if proc.stderr is None else await proc.stderr.receive_some(65536)
+                raise AssertionError(f"child ended early: {err.decode(errors='replace')}")
+            buf += chunk
+    return buf.decode().strip()
+
+
+@pytest.mark.timeout(180)
+async def test_payee_killed_right_after_acknowledging_keeps_the_voucher(
+    tmp_path: Path, pair: Any, p2p_factory: Any, ledger: LedgerBackend
+) -> None:
+    buyer, _ = pair
+    seller_home = tmp_path / "child-seller"
+    proc = await _spawn(tmp_path, str(seller_home), str(tmp_path / "ledger"), "seller", "-")
+    try:
+        addr = await _read_line(proc)
+        peer = await buyer.p2p.connect(addr)
+        acked = [await buyer.pay(peer, 5) for _ in range(20)]
+        proc.send_signal(signal.SIGKILL)  # right after the 20th acknowledgement
+        with trio.fail_after(10):
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    store = Store(Home(seller_home).db_path)
+    with store.read() as txn:
+        rec = txn.get(CHANNELS, acked[-1].channel)
+    store.close()
+    assert rec["amount"] == 100 and rec["nonce"] == 20
+    assert ch.Voucher.from_obj(rec["voucher"]) == acked[-1]
+
+
+async def _wait_sold(home: Path, n: int) -> None:
+    store = Store(Home(home).db_path)  # LMDB is safe across processes
+    try:
+        with trio.fail_after(15):
+            while True:
+                with store.read() as txn:
+                    if txn.count(SOLD) >= n:
+                        return
+                await trio.sleep(0.05)
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(240)
+async def test_buyer_killed_mid_purchase_retries_without_paying_twice(tmp_path: Path) -> None:
+    ledger_dir = tmp_path / "ledger"
+    buyer_home = Home(tmp_path / "child-buyer").ensure()
+    backend = LedgerBackend.open(ledger_dir)
+    backend.faucet_sync(buyer_home.identity().public_key, GRANT)
+    seller = await _spawn(tmp_path, str(tmp_path / "child-seller"), str(ledger_dir), "seller", "-")
+    try:
+        addr = await _read_line(seller)
+        crashed = await _spawn(tmp_path, str(buyer_home.path), str(ledger_dir), "buyer-crash", addr)
+        with trio.fail_after(90):
+            await crashed.wait()
+        assert crashed.returncode == -signal.SIGKILL  # killed after sending its voucher
+        # the seller took the payment and delivered into the void: the worst case for a retry
+        await _wait_sold(tmp_path / "child-seller", 1)
+        retry = await _spawn(tmp_path, str(buyer_home.path), str(ledger_dir), "buyer", addr)
+        line = await _read_line(retry, timeout=90)
+        await retry.wait()
+    finally:
+        seller.kill()
+        await seller.wait()
+    import json
+
+    result = json.loads(line)
+    assert result == {"key": bytes(range(32)).hex(), "paid": 250}
+    store = Store(Home(tmp_path / "child-seller").db_path)
+    with store.read() as txn:
+        sold = list(txn.items(SOLD))
+        (chan,) = [rec for _, rec in txn.items(CHANNELS)]
+    store.close()
+    assert len(sold) == 1 and chan["amount"] == 250 and chan["nonce"] == 1
+    assert backend.balance_sync(buyer_home.identity().public_key) == GRANT - 10_000
+    backend.shutdown()
+    assert os.path.exists(ledger_dir)
