@@ -132,11 +132,11 @@ SETTINGS: list[Setting] = [
     # --- payments -------------------------------------------------------------
     Setting("pay.backend", "ledger", "settlement backend: 'ledger' (TEST MONEY only)"),
     Setting("pay.ledger_path", "", "test-money ledger folder (empty: HOME/ledger; share to pool)"),
-    Setting("pay.test_grant", 1_000_000, "TEST MONEY minted to a new node's ledger account", _as_int),
-    Setting("pay.default_capacity", 10_000, "capacity of new payment channels (smallest unit)", _as_int),
-    Setting("pay.dispute_window_ms", 86_400_000, "dispute window of channels we open or accept", _as_int),
-    Setting("pay.require_deposit", True, "accept vouchers only once the deposit is seen locked", _as_bool),
-    Setting("pay.group_commit_max", 256, "vouchers accepted per durable LMDB commit at most", _as_int),
+    Setting("pay.test_grant", 1_000_000, "TEST MONEY minted to a new node's account", _as_int),
+    Setting("pay.default_capacity", 10_000, "capacity of new channels (smallest unit)", _as_int),
+    Setting("pay.dispute_window_ms", 86_400_000, "dispute window of our channels (ms)", _as_int),
+    Setting("pay.require_deposit", True, "take vouchers only once the deposit is locked", _as_bool),
+    Setting("pay.group_commit_max", 256, "vouchers per durable LMDB commit at most", _as_int),
 ]
 
 _BY_NAME = {s.name: s for s in SETTINGS}
