@@ -263,6 +263,7 @@ class Reputation:
             self.config.rate_per_min, self.config.burst, lambda: self.clock_ms() / 1000
         )
         self._wake = trio.Event()
+        self._limiter = trio.CapacityLimiter(2)
         self.rejected = 0
         self.p2p: Any = None
 
@@ -370,6 +371,12 @@ class Reputation:
 
     def ingest(self, datas: Iterable[bytes]) -> tuple[int, int]:
         """Verify and store attestations from sync; returns (new, invalid)."""
+        new, bad = self._verify_and_store(list(datas))
+        self.graph.add_all(new)
+        return len(new), bad
+
+    def _verify_and_store(self, datas: list[bytes]) -> tuple[list[Attestation], int]:
+        # Safe in a worker thread: touches only the ledger, never the in-memory graph.
         now = self.clock_ms()
         good, bad = [], 0
         for data in datas:
@@ -378,8 +385,7 @@ class Reputation:
             except BitterbotError:
                 bad += 1
         new, conflicts = self.ledger.add_many(good)
-        self.graph.add_all(new)
-        return len(new), bad + conflicts
+        return new, bad + conflicts
 
     # --- network tasks ---------------------------------------------------------------------
     async def run(self, p2p: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -454,8 +460,11 @@ class Reputation:
                 received += len(datas)
                 if received > MAX_SYNC_SEND:
                     raise ValidationError(f"sync peer {peer_id} sent too many attestations")
-                new, bad = await trio.to_thread.run_sync(self.ingest, datas)
-                total += new
+                stored, bad = await trio.to_thread.run_sync(
+                    self._verify_and_store, datas, limiter=self._limiter
+                )
+                self.graph.add_all(stored)  # in the trio thread: the graph is not shared
+                total += len(stored)
                 if bad:
                     logger.info("sync from %s: %d invalid attestations dropped", peer_id, bad)
                 if done:
@@ -467,7 +476,9 @@ class Reputation:
 
         msg = await read_message(stream, max_size=MAX_SYNC_FRAME, timeout=SYNC_TIMEOUT_S)
         heads = _parse_sync_request(msg)
-        datas = await trio.to_thread.run_sync(self.ledger.newer_than, heads, MAX_SYNC_SEND)
+        datas = await trio.to_thread.run_sync(
+            self.ledger.newer_than, heads, MAX_SYNC_SEND, limiter=self._limiter
+        )
         page: list[bytes] = []
         size = 0
         for data in datas:

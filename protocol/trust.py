@@ -103,6 +103,8 @@ class TrustGraph:
         self._vouch: dict[bytes, set[bytes]] = {}
         self._distrust: dict[bytes, set[bytes]] = {}
         self._trust: dict[bytes, float] = {}
+        self._trust_first: dict[bytes, float] = {}  # before other peers' distrust is applied
+        self.last_iterations_first = 0
         self._roots: frozenset[bytes] = frozenset()
         self._blocked: frozenset[bytes] = frozenset()
         self._stale = True
@@ -196,7 +198,10 @@ class TrustGraph:
         for root in roots - {self.self_key}:
             blocked |= self._distrust.get(root, set())
         blocked -= {self.self_key} | own_vouch | self.configured_roots
-        trust = self._iterate(roots, blocked, self._trust)
+        # Each pass is warm-started from its own result of the previous recompute.
+        trust = self._iterate(roots, blocked, self._trust_first)
+        self._trust_first = trust
+        self.last_iterations_first = self.last_iterations
         # Other peers' distrust: a non-root peer is dropped when the trust of the peers that
         # distrust it is at least its own trust; then trust is computed once more.
         against: dict[bytes, float] = {}
@@ -209,7 +214,7 @@ class TrustGraph:
         dropped = {peer for peer, w in against.items() if w >= trust.get(peer, 0.0)}
         if dropped:
             blocked |= dropped
-            trust = self._iterate(roots, blocked, trust)
+            trust = self._iterate(roots, blocked, self._trust or trust)
         self._roots = frozenset(roots)
         self._blocked = frozenset(blocked)
         self._trust = trust
