@@ -96,15 +96,26 @@ STOPWORDS = frozenset(
 
 
 def terms(text: str) -> list[str]:
-    """Lower-cased words without stopwords, plural ``s`` stripped (a tiny stemmer)."""
+    """Lower-cased words without stopwords, with a common suffix stripped (a tiny stemmer)."""
     out = []
     for word in _WORD.findall(text.lower()):
         if word in STOPWORDS:
             continue
-        if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-            word = word[:-1]
-        out.append(word)
+        out.append(_stem(word))
     return out
+
+
+_SUFFIXES = ("ments", "ment", "ings", "ing", "ies", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    """Strip one common English suffix, keeping at least four letters (park, parking)."""
+    if word.endswith(("ss", "us", "is")):
+        return word
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
 
 
 # --- results -------------------------------------------------------------------------
@@ -175,17 +186,24 @@ class DocsIndex:
     def __init__(
         self,
         store: DocsStore,
-        encoder: Encoder,
+        encoder: Encoder | Callable[[], Encoder],
         *,
         max_file_bytes: int = docs_ingest.DEFAULT_MAX_BYTES,
         encoder_name: str = "all-MiniLM-L6-v2",
     ) -> None:
+        """``encoder`` may be a function returning one: listing and removal never load it."""
         self.store = store
-        self.encoder = encoder
+        self._encoder = encoder
         self.max_file_bytes = max_file_bytes
         self.encoder_name = encoder_name
         self._memory: _Memory | None = None
         self._lock = threading.Lock()
+
+    @property
+    def encoder(self) -> Encoder:
+        if not hasattr(self._encoder, "encode"):
+            self._encoder = self._encoder()  # type: ignore[operator]
+        return self._encoder  # type: ignore[return-value]
 
     # --- writing -----------------------------------------------------------------
     def _transact(self, fn: Callable[[DocsTxn], Any]) -> Any:
@@ -380,6 +398,17 @@ class DocsIndex:
             for t, (r, c) in lists.items()
         }
         return memory
+
+    def term_weights(self, words: Iterable[str]) -> dict[str, float]:
+        """BM25 IDF of each word; a word in no document gets the highest weight."""
+        memory = self._current()
+        n = int(memory.ids.size)
+        out = {}
+        for word in words:
+            posting = memory.postings.get(word)
+            df = 0 if posting is None else int(posting[0].size)
+            out[word] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return out
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best passages for ``query``: BM25 and vector rankings, fused."""

@@ -364,6 +364,13 @@ def _chunk_run(
         if cur_start < 0:
             cur_start = s
         cur_end = e
+        # a paragraph ends here: end the passage too once it has some substance
+        if (
+            e - cur_start >= target_chars // 3
+            and text.count("\n", s, e) - text[s:e].rstrip().count("\n") >= 2
+        ):
+            yield _make_chunk(text, cur_start, cur_end, page, line_at)
+            cur_start = -1
     if cur_start >= 0:
         yield _make_chunk(text, cur_start, cur_end, page, line_at)
 

@@ -1,7 +1,353 @@
-"""CLI: `bitterbot docs` commands (not built yet)."""
+"""CLI: `bitterbot docs` (private document Q&A) and `bitterbot bench ingest`.
+
+Documents are read where they are; only their text, vectors and index live in the home's
+LMDB. Heavy modules (numpy, onnxruntime, llama.cpp) load inside the commands.
+"""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json
+from bitterbot.protocol.errors import ValidationError
+
+
+def open_index(cli_ctx: CliContext) -> Any:
+    """The home's document index; the encoder loads only when a command needs vectors."""
+    from bitterbot.node.store import Store
+
+    home = cli_ctx.home.ensure()
+    settings = cli_ctx.settings()
+    return make_index(
+        Store(home.db_path),
+        home.path / "cache",
+        vectors=str(settings["docs.vectors"]),
+        max_file_bytes=int(settings["docs.max_file_bytes"]),
+    )
+
+
+def make_index(store: Any, cache_dir: Path, *, vectors: str, max_file_bytes: int) -> Any:
+    """A DocsIndex over ``store`` with passage vectors of kind ``vectors``."""
+    from bitterbot.agent.docs_index import DocsIndex
+    from bitterbot.agent.docs_vectors import STATIC_NAME
+
+    if vectors not in {"static", "minilm"}:
+        raise ValidationError(f"unknown docs.vectors {vectors!r}", hint="use 'static' or 'minilm'")
+
+    def encoder() -> Any:
+        if vectors == "static":
+            from bitterbot.agent.docs_vectors import get_static_encoder
+
+            return get_static_encoder(cache_dir)
+        from bitterbot.agent.encoder import get_encoder
+
+        return get_encoder(cache_dir)
+
+    name = STATIC_NAME if vectors == "static" else "all-MiniLM-L6-v2"
+    return DocsIndex(store, encoder, max_file_bytes=max_file_bytes, encoder_name=name)
+
+
+def contextual_encoder(cli_ctx: CliContext) -> Any:
+    from bitterbot.agent.encoder import get_encoder
+
+    return get_encoder(cli_ctx.home.path / "cache")
+
+
+@click.group("docs")
+def docs_group() -> None:
+    """Your documents, answered offline: add files, ask questions, get citations."""
+
+
+@docs_group.command("add")
+@home_option
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--resume", is_flag=True, help="finish an ingestion that was interrupted")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@pass_cli
+def docs_add(cli_ctx: CliContext, paths: tuple[Path, ...], resume: bool, as_json: bool) -> None:
+    """Add files and folders (txt, md, html, pdf, docx). Unchanged files are skipped."""
+    from bitterbot.agent.docs_index import ingest, summarize
+
+    index = open_index(cli_ctx)
+    pending = index.pending_job()
+    targets: list[Path | str] = list(paths)
+    if resume:
+        if pending is None:
+            raise ValidationError("no interrupted ingestion to resume", hint="docs add PATH...")
+        targets = [*pending, *targets]
+    elif pending is not None and not as_json:
+        click.echo(
+            f"note: an earlier ingestion of {len(pending)} path(s) was interrupted; "
+            "`bitterbot docs add --resume` finishes it",
+            err=True,
+        )
+    if not targets:
+        raise ValidationError("no files or folders given", hint="bitterbot docs add PATH...")
+    started = time.perf_counter()
+    results = _ingest_with_progress(ingest, index, targets)
+    report = summarize(results)
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    if as_json:
+        print_json(report)
+        return
+    click.echo(
+        f"added {report['added']}, updated {report['updated']}, unchanged {report['unchanged']}, "
+        f"skipped {report['skipped']} ({report['chunks']} new passages, {report['seconds']} s)"
+    )
+    for row in report["files"]:
+        if row["status"] == "skipped":
+            click.echo(f"  skipped {row['path']}: {row['message']} [{row['reason']}]")
+
+
+def _ingest_with_progress(ingest: Any, index: Any, targets: list[Path | str]) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]adding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(result: Any, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=Path(result.path).name)
+
+        return ingest(index, targets, progress=progress)
+
+
+@docs_group.command("list")
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_cli
+def docs_list(cli_ctx: CliContext, as_json: bool) -> None:
+    """The documents in the index."""
+    index = open_index(cli_ctx)
+    rows = index.list_files()
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no documents yet: bitterbot docs add PATH...")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("path", "kind", "passages", "bytes")
+    for row in rows:
+        table.add_row(row["path"], row["kind"], str(row["chunks"]), str(row["size"]))
+    Console().print(table)
+
+
+@docs_group.command("remove")
+@home_option
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--all", "remove_all", is_flag=True, help="remove every document")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_cli
+def docs_remove(
+    cli_ctx: CliContext, paths: tuple[Path, ...], remove_all: bool, as_json: bool
+) -> None:
+    """Remove documents (a folder removes everything under it): passages, vectors, terms."""
+    if not paths and not remove_all:
+        raise ValidationError("nothing to remove", hint="give paths, or --all")
+    index = open_index(cli_ctx)
+    removed = index.remove_all() if remove_all else [r for p in paths for r in index.remove(p)]
+    if as_json:
+        print_json({"removed": removed})
+        return
+    for path in removed:
+        click.echo(f"removed {path}")
+
+
+@docs_group.command("search")
+@home_option
+@click.argument("query")
+@click.option("-k", "k", default=5, show_default=True, help="passages to return")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_cli
+def docs_search(cli_ctx: CliContext, query: str, k: int, as_json: bool) -> None:
+    """The passages that best match QUERY (no model involved)."""
+    index = open_index(cli_ctx)
+    hits = index.search(query, max(1, min(k, 50)))
+    if as_json:
+        print_json([h.to_dict() for h in hits])
+        return
+    for n, hit in enumerate(hits, start=1):
+        click.echo(f"[{n}] {hit.citation}  (cosine {hit.cosine:.2f})\n    {hit.text[:300]}")
+
+
+@docs_group.command("ask")
+@home_option
+@click.argument("question")
+@click.option("--model", default=None, help="model to answer with [default: agent.model]")
+@click.option("--no-model", is_flag=True, help="quote the best passage instead of generating")
+@click.option("--json", "as_json", is_flag=True, help="print answer, citations and passages")
+@pass_cli
+def docs_ask(
+    cli_ctx: CliContext, question: str, model: str | None, no_model: bool, as_json: bool
+) -> None:
+    """Answer QUESTION from your documents, citing file and page or lines."""
+    import trio
+
+    from bitterbot.agent.docs_qa import answer_question
+
+    index = open_index(cli_ctx)
+    settings = cli_ctx.settings()
+    passages = int(settings["docs.passages"])
+    reranker = contextual_encoder(cli_ctx)
+
+    async def run() -> Any:
+        backend = None
+        if not no_model:
+            from bitterbot.agent.models import open_backend
+
+            backend = open_backend(model or settings["agent.model"], settings, cli_ctx.home.path)
+        try:
+            return await answer_question(
+                index, backend, question, reranker=reranker, max_passages=passages
+            )
+        finally:
+            if backend is not None:
+                await backend.aclose()
+
+    result = trio.run(run)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    click.echo(result.answer)
+    for cite in result.citations:
+        click.echo(f"  [{cite['n']}] {cite['citation']}")
+
+
+COMMANDS: list[click.Command] = [docs_group]
+
+
+@bench.command("ingest")
+@click.option("--mb", default=7.5, show_default=True, help="size of the generated corpus")
+@click.option("--files", default=150, show_default=True, help="documents in the corpus")
+@click.option("--queries", default=200, show_default=True, help="retrieval queries to time")
+@click.option(
+    "--vectors",
+    type=click.Choice(["static", "minilm"]),
+    default="static",
+    show_default=True,
+    help="passage vectors (see docs.vectors)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON (always JSON)")
+def bench_ingest(mb: float, files: int, queries: int, vectors: str, as_json: bool) -> None:
+    """Ingest a generated text corpus into a throwaway home; time ingestion and retrieval."""
+    print_json(run_ingest_bench(mb=mb, files=files, queries=queries, vectors=vectors))
+
+
+_NOUNS = (
+    "river harbour engine council garden market ledger village mill bridge contract tenant "
+    "warranty battery report budget meeting schedule invoice lighthouse orchard museum valve "
+    "pump filter kettle charger library festival ticket museum recipe patient dosage school "
+    "teacher pupil railway station platform signal farmer harvest storm keeper medal lamp"
+).split()
+_VERBS = (
+    "repairs inspects approves delays records measures replaces signs describes reviews "
+    "opens closes funds extends cancels requires protects covers explains mentions"
+).split()
+_ADJECTIVES = (
+    "old new northern quiet annual monthly careful broken early late public private small "
+    "large electric wooden seasonal local regional urgent"
+).split()
+_SYLLABLES = "ka lo mi ren dor vey sal tin bru gha pol nek ost var lum zef".split()
+
+
+def generate_corpus(folder: Path, mb: float, files: int, seed: int = 7) -> list[str]:
+    """``files`` text documents of about ``mb`` MB in total; returns sample queries."""
+    import random
+
+    rng = random.Random(seed)
+    per_file = int(mb * 1_000_000 / files)
+    queries = []
+    for i in range(files):
+        names = ["".join(rng.choices(_SYLLABLES, k=3)).capitalize() for _ in range(12)]
+        lines, size = [f"Report {i}: the {rng.choice(_NOUNS)} of {names[0]}", ""], 0
+        while size < per_file:
+            sentences = []
+            for _ in range(rng.randint(3, 6)):
+                sentences.append(
+                    f"The {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} of {rng.choice(names)} "
+                    f"{rng.choice(_VERBS)} the {rng.choice(_NOUNS)} in {rng.randint(1800, 2030)}."
+                )
+            paragraph = " ".join(sentences)
+            lines.extend([paragraph, ""])
+            size += len(paragraph) + 2
+            if rng.random() < 0.02:
+                queries.append(f"What {rng.choice(_VERBS)} the {rng.choice(_NOUNS)} of {names[1]}?")
+        (folder / f"doc{i:04d}.txt").write_text("\n".join(lines), encoding="utf-8")
+    return queries
+
+
+def run_ingest_bench(
+    mb: float, files: int, queries: int, vectors: str = "static", cache_dir: Path | None = None
+) -> dict[str, Any]:
+    """Numbers for ``bench ingest``. ``cache_dir`` keeps the encoder caches between runs
+    (default: a fresh folder, so one-time builds are timed as ``encoder_load_s``)."""
+    import statistics
+    import tempfile
+
+    from bitterbot.agent.docs_index import ingest, summarize
+    from bitterbot.node.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="bitterbot-bench-ingest-") as tmp:
+        root = Path(tmp)
+        corpus = root / "corpus"
+        corpus.mkdir()
+        questions = generate_corpus(corpus, mb, files)
+        total_bytes = sum(p.stat().st_size for p in corpus.iterdir())
+        index = make_index(
+            Store(root / "db"), cache_dir or root / "cache", vectors=vectors, max_file_bytes=1 << 30
+        )
+        t0 = time.perf_counter()
+        encoder = index.encoder  # loads (and for static vectors, builds the table once)
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report = summarize(ingest(index, [corpus]))
+        ingest_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        chunks = index.stats()["chunks"]
+        index_load_ms = (time.perf_counter() - t0) * 1000
+        search_ms, embed_ms = [], []
+        for n in range(queries):
+            q = questions[n % len(questions)]
+            t0 = time.perf_counter()
+            index.search(q, 5)
+            search_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            encoder.encode([q])
+            embed_ms.append((time.perf_counter() - t0) * 1000)
+        search_ms.sort()
+        t0 = time.perf_counter()
+        again = summarize(ingest(index, [corpus]))
+        readd_s = time.perf_counter() - t0
+    return {
+        "vectors": vectors,
+        "corpus_mb": round(total_bytes / 1e6, 3),
+        "documents": files,
+        "chunks": chunks,
+        "encoder_load_s": round(load_s, 3),
+        "ingest_s": round(ingest_s, 3),
+        "documents_per_s": round(report["added"] / ingest_s, 3),
+        "mb_per_s": round(total_bytes / 1e6 / ingest_s, 4),
+        "readd_unchanged_s": round(readd_s, 3),
+        "readd_unchanged": again["unchanged"],
+        "index_load_ms": round(index_load_ms, 1),
+        "queries": queries,
+        "retrieval_p50_ms": round(statistics.median(search_ms), 2),
+        "retrieval_p95_ms": round(search_ms[int(0.95 * (len(search_ms) - 1))], 2),
+        "query_embed_p50_ms": round(statistics.median(embed_ms), 2),
+    }

@@ -1,0 +1,227 @@
+"""Answering from the user's documents, with citations, or saying the answer is not there.
+
+Retrieval decides whether the documents can answer at all: a passage *supports* the
+question when its cosine similarity to it is high, or moderate with most of the question's
+distinctive words (weighted by IDF; words absent from every document weigh most) present
+in it. With no supporting passage the answer is :data:`NOT_FOUND`, and the model is not
+asked, because a small local model asked anyway invents an answer.
+
+Otherwise the local model answers from the numbered supporting passages. If it replies
+that the passages do not say, that is the answer; if its reply is empty or mostly made
+of words found in none of the passages, the best-matching sentence is quoted instead
+(``mode: "extractive"``), so what the user reads is always grounded in a cited passage.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from bitterbot.agent import docs_ingest
+from bitterbot.agent.backends import Backend, GenerateOptions
+from bitterbot.agent.docs_index import DocsIndex, Encoder, Hit, terms
+from bitterbot.protocol.errors import ValidationError
+
+# --- the skill, as the router sees it -----------------------------------------------
+SKILL_NAME = "docs"
+SKILL_DESCRIPTION = (
+    "Answers questions from the user's own documents (text, Markdown, HTML, PDF, DOCX added "
+    "with `bitterbot docs add`), offline, citing the file and the page or lines it used."
+)
+SKILL_EXAMPLES = [
+    "what does my lease say about pets",
+    "according to my notes, when is the project deadline",
+    "search my documents for the warranty period",
+    "what did the meeting minutes decide about the budget",
+    "find in my files how to reset the router",
+    "summarize what my PDF says about side effects",
+    "which page of the manual explains calibration",
+    "in my documents, who is the contact for billing",
+]
+
+NOT_FOUND = "Not found in your documents."
+MAX_QUESTION_CHARS = 1000
+
+# support thresholds for all-MiniLM-L6-v2 cosines (see SPEC.md section 9)
+STRONG_COSINE = 0.62
+WEAK_COSINE = 0.20
+MIN_COVERAGE = 0.6
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered passages from the user's documents. "
+    "Answer in one or two sentences and cite the passage numbers like [1]. "
+    "If the passages do not contain the answer, reply exactly: NOT FOUND"
+)
+_NOT_FOUND_REPLY = re.compile(r"\bnot\s+found\b|do(?:es)? not (?:contain|say|mention)", re.I)
+_CITE = re.compile(r"\[(\d+)\]")
+_retrieval_limiter = trio.CapacityLimiter(2)
+
+
+@dataclass
+class DocsAnswer:
+    question: str
+    answer: str
+    found: bool
+    mode: str  # "model" | "extractive" | "not_found"
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    passages: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    retrieval_ms: float = 0.0
+    total_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "found": self.found,
+            "mode": self.mode,
+            "citations": self.citations,
+            "passages": self.passages,
+            "model": self.model,
+            "retrieval_ms": round(self.retrieval_ms, 2),
+            "total_ms": round(self.total_ms, 2),
+        }
+
+
+def coverage(index: DocsIndex, question: str, text: str) -> float:
+    """IDF-weighted share of the question's words that occur in ``text`` (0..1)."""
+    wanted = set(terms(question))
+    if not wanted:
+        return 0.0
+    weights = index.term_weights(wanted)
+    present = set(terms(text))
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if t in present) / total if total else 0.0
+
+
+def supporting(index: DocsIndex, question: str, hits: list[Hit]) -> list[Hit]:
+    """The hits that support answering ``question`` (best first)."""
+    out = []
+    for hit in hits:
+        if hit.cosine >= STRONG_COSINE or (
+            hit.cosine >= WEAK_COSINE and coverage(index, question, hit.text) >= MIN_COVERAGE
+        ):
+            out.append(hit)
+    return out
+
+
+def build_messages(question: str, passages: list[Hit]) -> list[dict[str, str]]:
+    numbered = "\n\n".join(
+        f"[{n}] ({docs_ingest.format_position(h.position)} of {_name(h.file)})\n{h.text}"
+        for n, h in enumerate(passages, start=1)
+    )
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"Passages:\n{numbered}\n\nQuestion: {question}"},
+    ]
+
+
+def best_sentence(index: DocsIndex, question: str, passages: list[Hit]) -> tuple[str, int]:
+    """The sentence of ``passages`` sharing the most (IDF-weighted) words with the question."""
+    best, best_n, best_score = passages[0].text, 1, -1.0
+    for n, hit in enumerate(passages, start=1):
+        for start, end in docs_ingest.sentence_spans(hit.text):
+            sentence = hit.text[start:end].strip()
+            score = coverage(index, question, sentence) + 0.01 * (n == 1)
+            if score > best_score:
+                best, best_n, best_score = sentence, n, score
+    return best, best_n
+
+
+def grounded(answer: str, passages: list[Hit]) -> bool:
+    """Most of the answer's words occur in the passages (no invented content)."""
+    words = set(terms(_CITE.sub(" ", answer)))
+    if not words:
+        return False
+    seen: set[str] = set()
+    for hit in passages:
+        seen.update(terms(hit.text))
+    return len(words & seen) / len(words) >= 0.6
+
+
+def retrieve(index: DocsIndex, question: str, k: int, reranker: Encoder | None) -> list[Hit]:
+    """The ``k`` best passages; with a ``reranker`` (the contextual encoder), their cosines
+    are recomputed with it and they are re-ordered by them (blocking: run in a thread)."""
+    hits = index.search(question, k)
+    if reranker is None or not hits:
+        return hits
+    vectors = reranker.encode([question] + [h.text for h in hits])
+    for hit, cosine in zip(hits, vectors[1:] @ vectors[0], strict=True):
+        hit.cosine = float(cosine)
+    return sorted(hits, key=lambda h: -h.cosine)
+
+
+async def answer_question(
+    index: DocsIndex,
+    backend: Backend | None,
+    question: str,
+    *,
+    reranker: Encoder | None = None,
+    k: int = 5,
+    max_passages: int = 3,
+    max_tokens: int = 160,
+) -> DocsAnswer:
+    """Retrieve (and re-score with ``reranker``), check support, then answer with
+    ``backend`` (None: quote the best sentence). The support thresholds assume contextual
+    cosines: pass the contextual encoder as ``reranker`` when the index holds static ones."""
+    question = question.strip()
+    if not question:
+        raise ValidationError("empty question", hint="ask something about your documents")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValidationError(
+            f"the question is over {MAX_QUESTION_CHARS} characters", hint="ask a shorter question"
+        )
+    started = time.perf_counter()
+    hits = await trio.to_thread.run_sync(
+        retrieve, index, question, k, reranker, limiter=_retrieval_limiter
+    )
+    support = supporting(index, question, hits)[:max_passages]
+    retrieval_ms = (time.perf_counter() - started) * 1000
+    result = DocsAnswer(
+        question=question,
+        answer=NOT_FOUND,
+        found=False,
+        mode="not_found",
+        passages=[h.to_dict() for h in hits],
+        model=backend.model if backend is not None else "",
+        retrieval_ms=retrieval_ms,
+    )
+    if support:
+        text, mode, cited = await _compose(index, backend, question, support, max_tokens)
+        result.answer, result.mode, result.found = text, mode, mode != "not_found"
+        if result.found:
+            result.citations = [
+                {"n": n, "file": h.file, "position": h.position, "citation": h.citation}
+                for n, h in enumerate(support, start=1)
+                if n in cited
+            ]
+    result.total_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+async def _compose(
+    index: DocsIndex, backend: Backend | None, question: str, support: list[Hit], max_tokens: int
+) -> tuple[str, str, set[int]]:
+    if backend is not None:
+        options = GenerateOptions(max_tokens=max_tokens, temperature=0.0)
+        completion = await backend.generate(build_messages(question, support), options)
+        reply = completion.text.strip()
+        if _NOT_FOUND_REPLY.search(reply) and not grounded(reply, support):
+            if support[0].cosine < STRONG_COSINE:  # weak support and the model agrees
+                return NOT_FOUND, "not_found", set()
+        if reply and grounded(reply, support):
+            cited = {int(n) for n in _CITE.findall(reply) if 1 <= int(n) <= len(support)}
+            if not cited:
+                cited = {1}
+                reply = f"{reply} [1]"
+            return reply, "model", cited
+    sentence, n = best_sentence(index, question, support)
+    return f"{sentence} [{n}]", "extractive", {n}
+
+
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
