@@ -534,3 +534,17 @@ def _from_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
         return result
 
     return call
+
+
+def runtime_generate(runtime: Any) -> Callable[[str, int], Awaitable[str]]:
+    """A ``generate(prompt, max_tokens)`` over the agent runtime's default local model."""
+    from bitterbot.agent.backends import GenerateOptions
+
+    async def generate(prompt: str, max_tokens: int) -> str:
+        backend = await runtime.backend()
+        done = await backend.generate(
+            [{"role": "user", "content": prompt}], GenerateOptions(max_tokens=max_tokens)
+        )
+        return str(done.text).strip()
+
+    return generate

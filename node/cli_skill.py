@@ -1,7 +1,606 @@
-"""CLI: `bitterbot skill` commands (not built yet)."""
+"""CLI: ``bitterbot skill ...``, ``bitterbot key ...`` (publisher key), ``bench sandbox``."""
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json, stderr
+from bitterbot.protocol.errors import HomeError, NotFoundError, SkillError
+
+PUBLISHER_KEY_FILE = "publisher.key"
+
+
+# --- shared helpers ---------------------------------------------------------------------
+
+
+@contextmanager
+def _manager(cli_ctx: CliContext) -> Iterator[Any]:
+    from bitterbot.node.skills_store import open_manager
+    from bitterbot.node.store import Store
+
+    home = cli_ctx.home.ensure()
+    store = Store(home.db_path)
+    manager = open_manager(home.path, store, cli_ctx.settings())
+    try:
+        yield manager
+    finally:
+        manager.close()
+        store.env.close()
+
+
+def _publisher_identity(cli_ctx: CliContext, use_node_key: bool) -> Any:
+    from bitterbot.protocol.identity import Identity
+
+    home = cli_ctx.home
+    if use_node_key:
+        return home.identity()
+    path = home.path / PUBLISHER_KEY_FILE
+    if not path.exists():
+        raise HomeError(
+            f"no publisher key in {home.path}",
+            hint="create one: bitterbot key new (or sign with --node-key)",
+        )
+    if path.stat().st_mode & 0o077:
+        raise HomeError(f"{path} is readable by other users", hint=f"run: chmod 600 {path}")
+    seed = path.read_bytes()
+    if len(seed) != 32:
+        raise HomeError(f"{path} is corrupt ({len(seed)} bytes, expected 32)")
+    return Identity.from_seed(seed)
+
+
+def _consent(yes: bool, quiet: bool) -> Any:
+    def ask(request: Any) -> bool:
+        if not quiet:
+            click.echo(request.text(), err=True)
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise SkillError(
+                "installing needs your approval, and there is no terminal to ask on",
+                hint="review the text above, then pass --yes to accept exactly what it declares",
+                code="consent_needed",
+            )
+        return click.confirm("Grant these permissions and install?", default=False, err=True)
+
+    return ask
+
+
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "version", "kind", "id", "publisher", "source", "price", "description")
+    out = {k: record.get(k) for k in keys}
+    out["granted"] = record.get("granted")
+    out["folders"] = record.get("folders")
+    out["examples"] = record.get("examples")
+    return out
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --- skill ------------------------------------------------------------------------------
+
+
+@click.group("skill")
+def skill_group() -> None:
+    """Skill packages: make, sign, install, list, run."""
+
+
+@skill_group.command("new")
+@click.argument("name")
+@click.option(
+    "--wasm", is_flag=True, help="a Rust skill compiled to wasm32-wasi (default: prompt skill)"
+)
+@click.option(
+    "--dir", "parent", type=click.Path(path_type=Path), default=Path("."), help="where to create it"
+)
+@home_option
+@pass_cli
+def new_command(cli_ctx: CliContext, name: str, wasm: bool, parent: Path) -> None:
+    """Scaffold a working example skill in ./NAME."""
+    publisher = None
+    key_path = cli_ctx.home.path / PUBLISHER_KEY_FILE
+    if key_path.exists():
+        from bitterbot.protocol.identity import encode_key
+
+        publisher = encode_key(_publisher_identity(cli_ctx, False).public_key)
+    target = scaffold(parent / name, name, wasm=wasm, publisher=publisher)
+    click.echo(str(target))
+
+
+@skill_group.command("pack")
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="package file (default NAME-VERSION.bbskill)"
+)
+@click.option("--unsigned", is_flag=True, help="do not sign (sign later with skill sign)")
+@click.option(
+    "--node-key", is_flag=True, help="sign with the node key instead of the publisher key"
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@home_option
+@pass_cli
+def pack_command(
+    cli_ctx: CliContext,
+    folder: Path,
+    out: Path | None,
+    unsigned: bool,
+    node_key: bool,
+    as_json: bool,
+) -> None:
+    """Pack a skill folder deterministically; print the package path and ID."""
+    from bitterbot.agent.skills import read_folder
+    from bitterbot.protocol.skillpkg import PACKAGE_SUFFIX, build_package, load_files, sign_package
+
+    files = read_folder(folder)
+    man = load_files(files).manifest
+    pkg = build_package(files)
+    if not unsigned:
+        pkg = sign_package(pkg, _publisher_identity(cli_ctx, node_key), _now_ms())
+    out = out or Path(f"{man.name}-{man.version}{PACKAGE_SUFFIX}")
+    out.write_bytes(pkg.to_bytes())
+    if as_json:
+        print_json(
+            {
+                "path": str(out),
+                "id": pkg.id,
+                "signed": not unsigned,
+                "name": man.name,
+                "version": man.version,
+            }
+        )
+    else:
+        click.echo(f"{out}\n{pkg.id}")
+
+
+@skill_group.command("sign")
+@click.argument("package", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--node-key", is_flag=True, help="sign with the node key instead of the publisher key"
+)
+@home_option
+@pass_cli
+def sign_command(cli_ctx: CliContext, package: Path, node_key: bool) -> None:
+    """Sign (or re-sign) a package file with your publisher key; print its ID."""
+    from bitterbot.protocol.skillpkg import read_package, sign_package
+
+    pkg = read_package(package.read_bytes())
+    signed = sign_package(pkg, _publisher_identity(cli_ctx, node_key), _now_ms())
+    package.write_bytes(signed.to_bytes())
+    click.echo(signed.id)
+
+
+def _package_bytes(cli_ctx: CliContext, source: str) -> bytes:
+    from bitterbot.node.skills_store import packages_dir
+    from bitterbot.protocol.skillpkg import PACKAGE_SUFFIX, is_content_id
+
+    path = Path(source)
+    if path.is_file():
+        return path.read_bytes()
+    if is_content_id(source):
+        cached = packages_dir(cli_ctx.home.path) / f"{source}{PACKAGE_SUFFIX}"
+        if cached.is_file():
+            return cached.read_bytes()
+        raise NotFoundError(
+            f"package {source} is not on this machine",
+            hint="fetch it from the market first (bitterbot market get ID), or install a file",
+        )
+    raise NotFoundError(f"no package file {source}", hint="give a .bbskill path or a package ID")
+
+
+@skill_group.command("install")
+@click.argument("source")
+@click.option("--yes", is_flag=True, help="accept exactly the declared permissions without asking")
+@click.option(
+    "--force", is_flag=True, help="allow a downgrade or replacing another publisher's skill"
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@home_option
+@pass_cli
+def install_command(
+    cli_ctx: CliContext, source: str, yes: bool, force: bool, as_json: bool
+) -> None:
+    """Verify and install a package (PATH or package ID). Runs no code."""
+    data = _package_bytes(cli_ctx, source)
+    with _manager(cli_ctx) as manager:
+        record = manager.install(data, _consent(yes, as_json), force=force)
+    _keep_package(cli_ctx.home.path, record["id"], data)
+    if as_json:
+        print_json(_row(record))
+    else:
+        click.echo(f"installed {record['name']} {record['version']} ({record['id']})")
+
+
+@skill_group.command("import")
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--yes", is_flag=True, help="accept without asking (an import has no permissions)")
+@click.option("--force", is_flag=True, help="replace a skill of the same name")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@home_option
+@pass_cli
+def import_command(
+    cli_ctx: CliContext, folder: Path, yes: bool, force: bool, as_json: bool
+) -> None:
+    """Import a plain Agent Skills folder (SKILL.md) as a prompt-only skill.
+
+    Its scripts/ folder is never copied or executed.
+    """
+    with _manager(cli_ctx) as manager:
+        record = manager.import_folder(folder, _consent(yes, as_json), force=force)
+    if as_json:
+        print_json(_row(record))
+    else:
+        click.echo(f"imported {record['name']} as a prompt-only skill ({record['id']})")
+
+
+@skill_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@home_option
+@pass_cli
+def list_command(cli_ctx: CliContext, as_json: bool) -> None:
+    """Installed skills."""
+    with _manager(cli_ctx) as manager:
+        rows = [_row(r) for r in manager.list()]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no skills installed (try: bitterbot skill install PATH)")
+    for r in rows:
+        click.echo(
+            f"{r['name']:<24} {r['version']:<10} {r['kind']:<7} {r['source']:<8} {r['description'][:60]}"
+        )
+
+
+@skill_group.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@home_option
+@pass_cli
+def show_command(cli_ctx: CliContext, name: str, as_json: bool) -> None:
+    """One skill: version, permissions granted, folders, and its prompt (invisible characters shown)."""
+    from bitterbot.protocol.skill_manifest import permissions_from_obj, reveal_invisible
+
+    with _manager(cli_ctx) as manager:
+        record = manager.get(name)
+        prompt = manager.prompt_text(name)
+    if as_json:
+        print_json({**_row(record), "prompt": reveal_invisible(prompt)})
+        return
+    for key in ("name", "version", "kind", "id", "publisher", "source", "price"):
+        click.echo(f"{key}: {record[key]}")
+    click.echo("granted:")
+    for line in permissions_from_obj(record["granted"]).describe():
+        click.echo(f"  - {line}")
+    for folder in record["folders"]:
+        click.echo(
+            f"  folder {folder['path']} ({'read-write' if folder['write'] else 'read-only'})"
+        )
+    click.echo("prompt:")
+    click.echo(reveal_invisible(prompt))
+
+
+@skill_group.command("grant")
+@click.argument("name")
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--write", is_flag=True, help="allow writing (only if the skill asked for it)")
+@home_option
+@pass_cli
+def grant_command(cli_ctx: CliContext, name: str, folder: Path, write: bool) -> None:
+    """Let a skill that asked for file access see FOLDER (read-only unless --write)."""
+    with _manager(cli_ctx) as manager:
+        manager.grant_folder(name, folder, write=write)
+    click.echo(f"{name} may now {'read and write' if write else 'read'} {folder.resolve()}")
+
+
+@skill_group.command("remove")
+@click.argument("name")
+@home_option
+@pass_cli
+def remove_command(cli_ctx: CliContext, name: str) -> None:
+    """Uninstall a skill (its highest version is remembered: no silent downgrade later)."""
+    with _manager(cli_ctx) as manager:
+        record = manager.remove(name)
+    click.echo(f"removed {record['name']} {record['version']}")
+
+
+@skill_group.command("run")
+@click.argument("name")
+@click.argument("text", required=False, default="")
+@click.option(
+    "--folder",
+    "folders",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="grant a folder for this run (repeatable)",
+)
+@click.option("--max-tokens", type=int, default=None, help="answer length for prompt skills")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@home_option
+@pass_cli
+def run_command(
+    cli_ctx: CliContext,
+    name: str,
+    text: str,
+    folders: tuple[Path, ...],
+    max_tokens: int | None,
+    as_json: bool,
+) -> None:
+    """Run an installed skill on TEXT (or stdin when TEXT is -)."""
+    import trio
+
+    if text == "-":
+        text = sys.stdin.read()
+    settings = cli_ctx.settings()
+
+    async def main() -> Any:
+        from bitterbot.agent.sandbox import FolderGrant
+        from bitterbot.agent.skills import runtime_generate
+
+        with _manager(cli_ctx) as manager:
+            record = manager.get(name)
+            needs_model = record["kind"] == "prompt" or record["granted"]["llm_tokens"] > 0
+            runtime = None
+            generate = None
+            if needs_model:
+                from bitterbot.agent.runtime import AgentRuntime
+
+                runtime = AgentRuntime(settings, home=cli_ctx.home.path)
+                generate = runtime_generate(runtime)
+            try:
+                return await manager.run(
+                    name,
+                    text,
+                    generate=generate,
+                    folders=[FolderGrant(f) for f in folders] if folders else None,
+                    max_tokens=max_tokens or int(settings["agent.max_tokens"]),
+                )
+            finally:
+                if runtime is not None:
+                    await runtime.aclose()
+
+    out = trio.run(main)
+    if as_json:
+        print_json(
+            {
+                "name": out.name,
+                "kind": out.kind,
+                "output": out.text,
+                "stderr": out.stderr,
+                "elapsed_ms": round(out.elapsed_ms, 3),
+                "tokens_used": out.tokens_used,
+                "fuel_used": out.fuel_used,
+            }
+        )
+    else:
+        click.echo(out.text.rstrip("\n"))
+
+
+def _keep_package(home_path: Path, package_id: str, data: bytes) -> None:
+    """Keep the verified package file by ID so the market can serve it and ``install ID`` works."""
+    from bitterbot.node.skills_store import packages_dir
+    from bitterbot.protocol.skillpkg import PACKAGE_SUFFIX
+
+    folder = packages_dir(home_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{package_id}{PACKAGE_SUFFIX}"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+
+# --- scaffold -----------------------------------------------------------------------------
+
+_SKILL_MD = """---
+name: {name}
+description: Say what this skill does and when to use it (the router reads this).
+license: Apache-2.0
+---
+{body}
+"""
+
+_PROMPT_BODY = """You are a helpful assistant. Answer the request below in one short paragraph.
+
+Request:
+{{{{input}}}}
+"""
+
+_WASM_BODY = """# {name}
+
+Echoes its input in upper case. Replace src/main.rs with your code, then run ./build.sh.
+"""
+
+_TOML = """version = "0.1.0"
+{publisher}price = 0
+{entry}tags = []
+examples = [
+  "an example request this skill answers",
+  "another way a user might ask for it",
+]
+
+[permissions]
+# llm_tokens = 256        # generate text with the local model
+# docs = true             # search the user's documents
+# files = "read"          # read folders the user grants ("write" to change them)
+# net = ["api.example.com"]
+"""
+
+_MAIN_RS = """// A wasm32-wasi command: the input is argv[1], the answer goes to stdout.
+fn main() {{
+    let input = std::env::args().nth(1).unwrap_or_default();
+    println!("{{}}", input.to_uppercase());
+}}
+"""
+
+_BUILD_SH = """#!/bin/sh
+# Needs Debian's rustc with the wasm32-wasi std: apt-get install rustc libstd-rust-dev-wasm32 lld
+set -eu
+cd "$(dirname "$0")"
+/usr/bin/rustc --edition 2021 --target wasm32-wasi -C opt-level=s -C strip=symbols \\
+  -C panic=abort -C lto src/main.rs -o {name}.wasm
+echo "built {name}.wasm"
+"""
+
+
+def scaffold(target: Path, name: str, *, wasm: bool, publisher: str | None) -> Path:
+    """Write an example skill folder; a wasm skill is built when Debian's rustc is present."""
+    import subprocess
+
+    from bitterbot.protocol.errors import ValidationError
+    from bitterbot.protocol.skill_manifest import parse_skill_md
+
+    if target.exists():
+        raise ValidationError(f"{target} already exists", hint="choose another name or --dir")
+    body = _WASM_BODY.format(name=name) if wasm else _PROMPT_BODY
+    skill_md = _SKILL_MD.format(name=name, body=body)
+    parse_skill_md(skill_md.encode())  # the name must be valid before anything is written
+    target.mkdir(parents=True)
+    (target / "SKILL.md").write_text(skill_md, encoding="utf-8")
+    toml = _TOML.format(
+        publisher=f'publisher = "{publisher}"\n' if publisher else "",
+        entry=f'entry = "{name}.wasm"\n' if wasm else "",
+    )
+    (target / "bitterbot.toml").write_text(toml, encoding="utf-8")
+    if wasm:
+        (target / "src").mkdir()
+        (target / "src" / "main.rs").write_text(_MAIN_RS.format(), encoding="utf-8")
+        build = target / "build.sh"
+        build.write_text(_BUILD_SH.format(name=name), encoding="utf-8")
+        build.chmod(0o755)
+        if Path("/usr/bin/rustc").exists() and Path("/usr/lib/rustlib/wasm32-wasi").is_dir():
+            done = subprocess.run([str(build)], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                stderr(f"build failed; fix and run {build}:\n{done.stderr}")
+        else:
+            stderr(f"Rust for wasm32-wasi is not installed; after installing it run {build}")
+    return target
+
+
+# --- key ----------------------------------------------------------------------------------
+
+
+@click.group("key")
+def key_group() -> None:
+    """Your publisher signing key (signs the skills you pack)."""
+
+
+@key_group.command("new")
+@click.option("--force", is_flag=True, help="replace an existing key (old signatures stay valid)")
+@click.option("--from-node", is_flag=True, help="use the node's key as the publisher key")
+@home_option
+@pass_cli
+def key_new(cli_ctx: CliContext, force: bool, from_node: bool) -> None:
+    """Create the publisher key (0600 in the home) and print its public key."""
+    from bitterbot.node.home import write_private
+    from bitterbot.protocol.identity import Identity, encode_key
+
+    home = cli_ctx.home.ensure()
+    path = home.path / PUBLISHER_KEY_FILE
+    if path.exists() and not force:
+        raise HomeError(f"{path} exists", hint="pass --force to replace it (keep a backup)")
+    ident = home.identity() if from_node else Identity.generate()
+    write_private(path, ident.seed)
+    click.echo(encode_key(ident.public_key))
+
+
+@key_group.command("show")
+@click.option("--node-key", is_flag=True, help="show the node key instead")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@home_option
+@pass_cli
+def key_show(cli_ctx: CliContext, node_key: bool, as_json: bool) -> None:
+    """Print the publisher public key (what skill users see as the publisher)."""
+    from bitterbot.protocol.identity import encode_key
+
+    key = encode_key(_publisher_identity(cli_ctx, node_key).public_key)
+    if as_json:
+        print_json({"public_key": key, "source": "node" if node_key else PUBLISHER_KEY_FILE})
+    else:
+        click.echo(key)
+
+
+# --- bench ----------------------------------------------------------------------------------
+
+
+@bench.command("sandbox")
+@click.option("--runs", type=int, default=50, help="runs per measurement")
+@click.option("--deadline-ms", type=int, default=200, help="deadline of the runaway skill")
+def bench_sandbox(runs: int, deadline_ms: int) -> None:
+    """Instantiate time, per-call overhead, runaway kill latency (JSON)."""
+    print_json(_measure_sandbox(runs=max(5, runs), deadline_ms=deadline_ms))
+
+
+_EMPTY_WAT = b'(module (memory (export "memory") 1) (func (export "_start")))'
+_LOOP_WAT = b'(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))'
+_HOST_LOOP_WAT = b"""(module
+  (import "bitterbot" "doc_search" (func $s (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "q")
+  (func (export "_start") (local $i i32)
+    (loop $l
+      (drop (call $s (i32.const 0) (i32.const 1) (i32.const 1) (i32.const 64) (i32.const 64)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))))"""
+
+
+def _measure_sandbox(runs: int, deadline_ms: int) -> dict[str, Any]:
+    import statistics
+
+    from bitterbot.agent.sandbox import DeadlineExceeded, HostCalls, Sandbox, SandboxLimits
+    from bitterbot.agent.skills import BUILTIN_DIR
+
+    def med(xs: list[float]) -> float:
+        return round(statistics.median(xs), 3)
+
+    def p95(xs: list[float]) -> float:
+        return round(sorted(xs)[min(len(xs) - 1, int(len(xs) * 0.95))], 3)
+
+    calc = (BUILTIN_DIR / "calculator" / "calculator.wasm").read_bytes()
+    sandbox = Sandbox()
+    try:
+        t = time.perf_counter()
+        sandbox.compile(calc)
+        compile_ms = (time.perf_counter() - t) * 1000
+        sandbox.run(_EMPTY_WAT)
+        empty = [sandbox.run(_EMPTY_WAT) for _ in range(runs)]
+        calc_runs = [sandbox.run(calc, input="2*(3+4)") for _ in range(runs)]
+        calls = HostCalls(doc_search=lambda q, k, timeout_s: b"[]")
+        host = [sandbox.run(_HOST_LOOP_WAT, calls=calls) for _ in range(max(3, runs // 10))]
+        kills = []
+        for _ in range(5):
+            t = time.perf_counter()
+            try:
+                sandbox.run(_LOOP_WAT, limits=SandboxLimits(deadline_ms=deadline_ms))
+            except DeadlineExceeded:
+                kills.append((time.perf_counter() - t) * 1000 - deadline_ms)
+        base = statistics.median(r.elapsed_ms for r in empty)
+    finally:
+        sandbox.close()
+    inst = [r.instantiate_ms for r in calc_runs]
+    return {
+        "runs": runs,
+        "compile_calculator_ms": round(compile_ms, 3),
+        "instantiate_cached_ms_median": med(inst),
+        "instantiate_cached_ms_p95": p95(inst),
+        "call_overhead_ms_median": med([r.elapsed_ms for r in empty]),
+        "calculator_run_ms_median": med([r.elapsed_ms for r in calc_runs]),
+        "host_call_us": round((statistics.median(r.elapsed_ms for r in host) - base), 3),
+        "runaway_deadline_ms": deadline_ms,
+        "runaway_overshoot_ms_median": med(kills) if kills else None,
+        "runaway_overshoot_ms_max": round(max(kills), 3) if kills else None,
+        "targets": {
+            "instantiate_le_20ms": bool(inst) and statistics.median(inst) <= 20,
+            "runaway_within_deadline_plus_50ms": len(kills) == 5 and max(kills) <= 50,
+        },
+    }
+
+
+COMMANDS: list[click.Command] = [skill_group, key_group]

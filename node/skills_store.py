@@ -1,0 +1,78 @@
+"""LMDB records of installed skills, their grants, and the highest version ever installed.
+
+Two named databases in the node's store:
+
+- ``skills``: skill name -> the record :class:`bitterbot.agent.skills.SkillManager` writes
+  (package id, version, publisher, permissions declared and granted, granted folders,
+  prompt hash, install folder...);
+- ``skill_versions``: ``publisher \\x00 name`` -> highest version installed. It is kept when a
+  skill is removed, so removing and reinstalling an older version is still a downgrade.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bitterbot.node.store import Store
+
+SKILLS_DB = "skills"
+VERSIONS_DB = "skill_versions"
+
+
+class LmdbSkillRecords:
+    """:class:`bitterbot.agent.skills.SkillRecords` on the node's LMDB store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        with self.store.read() as txn:
+            record: dict[str, Any] | None = txn.get(SKILLS_DB, name)
+        return record
+
+    def put(self, name: str, record: dict[str, Any]) -> None:
+        with self.store.write() as txn:
+            txn.put(SKILLS_DB, name, record)
+
+    def delete(self, name: str) -> bool:
+        with self.store.write() as txn:
+            return txn.delete(SKILLS_DB, name)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self.store.read() as txn:
+            return [value for _key, value in txn.items(SKILLS_DB)]
+
+    def highest_version(self, publisher: str, name: str) -> str | None:
+        with self.store.read() as txn:
+            version: str | None = txn.get(VERSIONS_DB, _version_key(publisher, name))
+        return version
+
+    def set_highest_version(self, publisher: str, name: str, version: str) -> None:
+        with self.store.write() as txn:
+            txn.put(VERSIONS_DB, _version_key(publisher, name), version)
+
+
+def _version_key(publisher: str, name: str) -> bytes:
+    return publisher.encode("utf-8") + b"\x00" + name.encode("utf-8")
+
+
+def skills_dir(home_path: Path) -> Path:
+    """Where installed skills' files live: ``<home>/skills/<package id>/``."""
+    return Path(home_path) / "skills"
+
+
+def packages_dir(home_path: Path) -> Path:
+    """Package files kept by ID (``<home>/packages/<id>.bbskill``) for ``install ID``."""
+    return Path(home_path) / "packages"
+
+
+def open_manager(home_path: Path, store: Store, settings: Any = None) -> Any:
+    """A :class:`~bitterbot.agent.skills.SkillManager` for a node home and its store."""
+    from bitterbot.agent.skills import SkillManager
+    from bitterbot.protocol.skillpkg import Limits
+
+    limits = Limits()
+    if settings is not None:
+        limits = Limits(max_package_bytes=int(settings["skills.max_package_bytes"]))
+    return SkillManager(skills_dir(home_path), LmdbSkillRecords(store), limits=limits)
