@@ -153,6 +153,7 @@ class NodeRecord:
     addrs: list[str] = field(default_factory=list)
     alive: bool = False
     starts: int = 0
+    port: int = 0
 
 
 class SimNetwork:
@@ -244,10 +245,12 @@ class SimNetwork:
             ip=record.ip,
             identity_seed=node_seed(self.seed, index),
             seeds=seeds,
+            port=record.port,
             options=self.node_options,
         )
         record.peer_id = str(info["peer_id"])
         record.addrs = [str(a) for a in info["addrs"]]
+        record.port = int(info["port"])  # a restart listens on the same port, like a real node
         record.alive = True
         record.starts += 1
         self.note("start", node=index, restart=record.starts > 1)

@@ -36,7 +36,13 @@ def _plot_cdf(path: Path, values: list[float], title: str, xlabel: str) -> None:
     plt.close(fig)
 
 
-def _plot_rate(path: Path, samples: list[Any], events: list[dict[str, Any]], title: str) -> None:
+def _plot_rate(
+    path: Path,
+    samples: list[Any],
+    events: list[dict[str, Any]],
+    down: list[Any],
+    title: str,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,6 +61,16 @@ def _plot_rate(path: Path, samples: list[Any], events: list[dict[str, Any]], tit
     ax.set_ylabel(f"success rate per {window:.0f} s")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
+    if len(down) > 1:
+        ax.step(
+            [p[0] for p in down],
+            [p[1] for p in down],
+            where="post",
+            color="gray",
+            alpha=0.7,
+            label="fraction of nodes down",
+        )
+        ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -101,6 +117,7 @@ def write_plots(out: Path, result: RunResult) -> list[str]:
             out / "success_over_time.png",
             series["lookup_samples"],
             result.events,
+            series.get("down_fraction_over_time", []),
             "lookup success rate over time",
         )
         made.append("success_over_time.png")

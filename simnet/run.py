@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bitterbot.protocol.errors import BitterbotError
+from bitterbot.simnet.errors import SimnetError
 from bitterbot.simnet.report import write_report
 from bitterbot.simnet.runners import load_runner
 from bitterbot.simnet.scenarios import Scenario, evaluate_targets
@@ -26,8 +28,11 @@ async def run_scenario(
     started = time.monotonic()
     try:
         result = await runner.run(scenario, work)
-    except BaseException:
+    except BaseExceptionGroup as group:
         keep_homes = True  # leave the worker logs for whoever debugs the failure
+        raise _one_error(group, work) from group
+    except BaseException:
+        keep_homes = True
         raise
     finally:
         if not keep_homes:
@@ -50,3 +55,20 @@ async def run_scenario(
     if report_dir is not None:
         summary["report"] = str(write_report(Path(report_dir), scenario, result, targets))
     return summary
+
+
+def _one_error(group: BaseExceptionGroup[BaseException], work: Path) -> BaseException:
+    """The first Bitterbot error inside a nursery's exception group, for the CLI to print."""
+    matched, _rest = group.split(BitterbotError)
+    while matched is not None:
+        first = matched.exceptions[0]
+        if not isinstance(first, BaseExceptionGroup):
+            return first
+        matched = first
+    cancelled, _ = group.split(KeyboardInterrupt)
+    if cancelled is not None:
+        return KeyboardInterrupt()
+    return SimnetError(
+        f"the simnet run crashed: {group.exceptions[0]!r}",
+        hint=f"node homes and worker logs are kept in {work}; rerun with --debug for the trace",
+    )

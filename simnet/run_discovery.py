@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "concurrency": 4,
     "lookup_timeout_s": 5.0,
     "lookups": 0,  # 0: every (node, key) pair once, as far as duration_s allows
-    "lookups_per_s": 10.0,
+    "lookups_per_s": 0.0,  # 0: spread the lookups evenly over duration_s
     "late_nodes": 0,  # started after the announcements, so they hold no record yet
 }
 
@@ -87,9 +87,16 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             for i in chosen:
                 provided_by.setdefault(i, []).append(key)
         provide_started = trio.current_time()
-        for index, its_keys in provided_by.items():
-            for key in its_keys:
+        limiter = trio.CapacityLimiter(8)
+
+        async def provide(index: int, key: bytes) -> None:
+            async with limiter:
                 await net.call(index, "provide", key=key)
+
+        async with trio.open_nursery() as nursery:
+            for index, its_keys in provided_by.items():
+                for key in its_keys:
+                    nursery.start_soon(provide, index, key)
         provide_s = trio.current_time() - provide_started
         if late:  # nodes that never saw the announcements: their lookups cross the network
             join_s += await net.start_all(late)
@@ -110,17 +117,36 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         limit = int(work["lookups"]) or None
         phase_start = net.now()
 
-        async def apply_churn() -> None:
-            for event in plan:
-                await trio.sleep_until(net.t0 + phase_start + event.at_s)
-                if event.action == "kill":
-                    await net.kill(event.node)
-                else:
-                    await net.start_node(event.node)
-                    if part_state["cut"] and event.node in part_state["deny"]:
-                        await _deny(net, event.node, part_state["deny"][event.node])
-                    for key in provided_by.get(event.node, []):
-                        await net.call(event.node, "provide", key=key)
+        reprovide_failures = 0
+
+        async def restart(index: int, background: trio.Nursery) -> None:
+            await net.start_node(index)
+            if part_state["cut"] and index in part_state["deny"]:
+                await _deny(net, index, part_state["deny"][index])
+            background.start_soon(reprovide, index)
+
+        async def reprovide(index: int) -> None:
+            """A restarted provider announces its keys again, as a real node does on start."""
+            nonlocal reprovide_failures
+            for key in provided_by.get(index, []):
+                try:
+                    await net.call(index, "provide", key=key)
+                except WorkerError:
+                    reprovide_failures += 1  # killed again, or partitioned from everyone
+
+        async def apply_churn(background: trio.Nursery) -> None:
+            ticks = sorted({e.at_s for e in plan})
+            for at in ticks:
+                await trio.sleep_until(net.t0 + phase_start + at)
+                now = [e for e in plan if e.at_s == at]
+                async with trio.open_nursery() as nursery:
+                    for event in now:
+                        if event.action == "restart":
+                            nursery.start_soon(restart, event.node, background)
+                async with trio.open_nursery() as nursery:
+                    for event in now:
+                        if event.action == "kill":
+                            nursery.start_soon(net.kill, event.node)
 
         part_state: dict[str, Any] = {"cut": False, "deny": {}}
 
@@ -152,7 +178,8 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         rng.shuffle(pairs)
         if limit is not None:
             pairs = pairs[:limit]
-        interval = 1.0 / float(work["lookups_per_s"])
+        per_s = float(work["lookups_per_s"]) or len(pairs) / max(duration * 0.95, 0.1)
+        interval = 1.0 / max(per_s, 1e-3)
         send_pair, receive_pair = trio.open_memory_channel[tuple[int, int]](0)
 
         async def produce() -> None:
@@ -196,7 +223,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
                 )
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(apply_churn)
+            nursery.start_soon(apply_churn, nursery)
             nursery.start_soon(apply_partition)
             async with trio.open_nursery() as lanes:
                 lanes.start_soon(produce)
@@ -233,6 +260,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "lookup_latency_p95_ms": rounded(percentile(latencies, 95)),
         "churn_down_fraction": float(churn["down_fraction"]),
         "churn_kills": sum(1 for e in plan if e.action == "kill"),
+        "reprovide_failures": reprovide_failures,
         "partition_groups": int(part["groups"]),
         "worker_max_rss_mb": max(r["max_rss_mb"] for r in resources),
         "worker_cpu_s_total": round(sum(r["cpu_s"] for r in resources), 1),
@@ -241,9 +269,25 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "lookup_latency_ms": latencies,
         "lookup_samples": [(s["at_s"], s["ok"]) for s in samples],
         "routing_table_sizes": tables,
+        "down_fraction_over_time": _down_over_time(events, scenario.nodes),
     }
     return RunResult(metrics=metrics, series=series, events=events)
 
 
 async def _deny(net: SimNetwork, index: int, others: list[int]) -> None:
     await net.call(index, "deny", ips=[net.nodes[o].ip for o in others])
+
+
+def _down_over_time(events: list[dict[str, Any]], nodes: int) -> list[tuple[float, float]]:
+    """(seconds into the workload, fraction of all nodes down) after each kill/restart."""
+    down: set[int] = set()
+    points: list[tuple[float, float]] = [(0.0, 0.0)]
+    for event in events:
+        if event["event"] == "kill":
+            down.add(event["node"])
+        elif event["event"] == "start" and event.get("restart"):
+            down.discard(event["node"])
+        else:
+            continue
+        points.append((max(0.0, event["phase_s"]), len(down) / nodes))
+    return points

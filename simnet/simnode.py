@@ -38,6 +38,7 @@ class SimNode:
         identity_seed: bytes,
         seeds: list[str],
         options: dict[str, Any],
+        port: int = 0,
     ) -> None:
         self.index = index
         self.home = Home(home)
@@ -45,6 +46,7 @@ class SimNode:
         self.identity_seed = identity_seed
         self.seeds = seeds
         self.options = options
+        self.port = port
         self.p2p: Any = None
         self.denied: set[str] = set()
 
@@ -60,6 +62,7 @@ class SimNode:
             identity_seed=seed,
             seeds=[str(s) for s in args.get("seeds") or []],
             options=dict(args.get("options") or {}),
+            port=int(args.get("port") or 0),
         )
 
     def _identity(self) -> Identity:
@@ -77,7 +80,7 @@ class SimNode:
         store = Store(self.home.db_path, map_size=STORE_MAP_SIZE)
         try:
             config = P2PConfig(
-                listen=[f"/ip4/{self.ip}/tcp/0"],
+                listen=[f"/ip4/{self.ip}/tcp/{self.port}"],
                 seeds=self.seeds,
                 refresh_interval_s=float(self.options.get("refresh_interval_s", 10.0)),
             )
@@ -86,7 +89,9 @@ class SimNode:
                 await nursery.start(self.p2p.run)
                 with trio.move_on_after(float(self.options.get("join_timeout_s", 15.0))):
                     await self.p2p.bootstrapped.wait()
-                task_status.started({"peer_id": self.p2p.peer_id, "addrs": self._dialable_addrs()})
+                addrs = self._dialable_addrs()
+                port = int(addrs[0].split("/tcp/")[1].split("/")[0]) if addrs else 0
+                task_status.started({"peer_id": self.p2p.peer_id, "addrs": addrs, "port": port})
                 await trio.sleep_forever()
         finally:
             store.close()
