@@ -293,6 +293,7 @@ class P2PHost:
             muxer_opt={TProtocol(YAMUX_ID): Yamux},
             listen_addrs=self._listen,
             connection_config=conn_config,
+            addrs_factory=_expand_wildcards,
         )
         self._dht = KadDHT(self._host, DHTMode.SERVER, strict_validation=True)
         self._guard_routing_table()
@@ -355,6 +356,10 @@ class P2PHost:
         await _quietly(raw.close)
 
     # --- status -----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._ready.is_set() and not self._stopping
+
     def status(self) -> dict[str, Any]:
         host = self._host
         connected = sorted(p.to_base58() for p in host.get_connected_peers()) if host else []
@@ -366,7 +371,7 @@ class P2PHost:
             network = "standalone"
         return {
             "peer_id": self.peer_id,
-            "listen_addrs": [str(a) for a in host.get_addrs()] if host else [],
+            "listen_addrs": self.listen_addrs(),
             "connected_peers": connected,
             "routing_table_size": self.routing_table_size(),
             "network": network,
@@ -383,6 +388,8 @@ class P2PHost:
         return sorted(p.to_base58() for p in self._dht.routing_table.get_peer_ids())
 
     def connected_peers(self) -> list[str]:
+        if self._host is None:
+            return []
         return sorted(p.to_base58() for p in self._host.get_connected_peers())
 
     def peer_addrs(self, peer_id: str) -> list[str]:
@@ -393,7 +400,8 @@ class P2PHost:
             return []
 
     def listen_addrs(self) -> list[str]:
-        return [str(a) for a in self._host.get_addrs()]
+        """Dialable addresses with /p2p/<id> (wildcards expanded to this machine's)."""
+        return [str(a) for a in self._host.get_addrs()] if self._host is not None else []
 
     # --- connections ------------------------------------------------------------------
     async def connect(self, addr: str | PeerAddr) -> str:
@@ -409,6 +417,10 @@ class P2PHost:
         if peer.peer_id == self.peer_id:
             raise ValidationError("refusing to dial this node itself")
         info = PeerInfo(_id(peer.peer_id), [parse_multiaddr(a) for a in peer.addrs])
+        # our bootstrap backoff decides when to retry, not the swarm's 60 s negative cache
+        unblock = getattr(self._host.get_network(), "unblock_peer", None)
+        if unblock is not None:
+            unblock(info.peer_id)
         with trio.move_on_after(self.config.dial_timeout_s) as scope:
             try:
                 await self._host.connect(info)
@@ -768,6 +780,27 @@ def _bind_problem(addr: Any) -> str:
         except OSError as exc:
             return exc.strerror or str(exc)
     return "the transport refused it"
+
+
+def _expand_wildcards(addrs: list[Any]) -> list[Any]:
+    """Advertise concrete addresses: 0.0.0.0 / :: become this machine's interfaces."""
+    from libp2p.utils.address_validation import expand_wildcard_address
+    from multiaddr import Multiaddr
+
+    out: list[Any] = []
+    seen: set[str] = set()
+    for addr in addrs:
+        text = str(addr)
+        expanded = [addr]
+        if text.startswith(("/ip4/0.0.0.0/", "/ip6/::/")):
+            loopback = "/ip4/127.0.0.1/" if text.startswith("/ip4/") else "/ip6/::1/"
+            rest = text.split("/", 3)[3]
+            expanded = [Multiaddr(loopback + rest), *expand_wildcard_address(addr)]
+        for item in expanded:
+            if str(item) not in seen:
+                seen.add(str(item))
+                out.append(item)
+    return out
 
 
 def _silence_libp2p() -> None:
