@@ -326,3 +326,39 @@ async def test_api_creates_and_explains_attestations(tmp_path: Path) -> None:
         assert r.json()["attestations"] == 1
         assert (await client.get("/v1/rep/status")).status_code == 401
     store.close()
+
+
+async def test_start_reputation_publishes_what_the_cli_saved_while_offline(
+    tmp_path: Path, nursery: trio.Nursery, rep_factory, dial_addr, wait_until
+) -> None:
+    from bitterbot.node.config import load_settings
+    from bitterbot.node.context import NodeContext
+    from bitterbot.node.reputation import check_install, start_reputation
+
+    peer, rpeer = await rep_factory("peer")
+    home = Home(tmp_path / "offline").ensure()
+    store = Store(home.db_path)
+    offline = Reputation(store, home.identity())  # what `bitterbot rep flag` does
+    flagged = offline.flag("pkg:bad", H, "miner")
+    assert [a.seq for a in offline.ledger.pending()] == [flagged.seq]
+    p2p = P2PHost(home.identity(), P2PConfig(seeds=[dial_addr(peer)]), store=store)
+    await nursery.start(p2p.run)
+    ctx = NodeContext(load_settings(home.path, env={}), home, store, home.identity(), p2p=p2p)
+    scope = trio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            async with trio.open_nursery() as subsystems:
+                await start_reputation(ctx, subsystems)
+                await trio.sleep_forever()
+
+    nursery.start_soon(run)
+    await wait_until(lambda: rpeer.ledger.has(flagged.attester, flagged.seq), timeout=30)
+    assert ctx.reputation.ledger.pending() == []
+    with pytest.raises(InstallRefused):
+        check_install(ctx, "pkg:bad")
+    # the peer does not trust this node: for it, the flag is one ignored statement
+    assert rpeer.assess("pkg:bad").tier == "untrusted"
+    scope.cancel()
+    await p2p.stop()
+    store.close()
