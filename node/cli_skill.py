@@ -410,7 +410,7 @@ license: Apache-2.0
 _PROMPT_BODY = """You are a helpful assistant. Answer the request below in one short paragraph.
 
 Request:
-{{{{input}}}}
+{{input}}
 """
 
 _WASM_BODY = """# {name}

@@ -25,6 +25,11 @@ class LmdbSkillRecords:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Open both databases in a write transaction first: a handle that Store first
+        # opens in a read transaction fails later writes with EINVAL (reported to the lead).
+        with store.write() as txn:
+            txn.count(SKILLS_DB)
+            txn.count(VERSIONS_DB)
 
     def get(self, name: str) -> dict[str, Any] | None:
         with self.store.read() as txn:
