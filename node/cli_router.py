@@ -1,7 +1,178 @@
-"""CLI: `bitterbot router` commands (not built yet)."""
+"""CLI: `bitterbot router eval`, `privacy redact|log|eval`, `bench router|escalation|privacy`."""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json
+from bitterbot.protocol.errors import ValidationError
+
+MAX_STDIN_BYTES = 1 << 20
+
+
+def _encoder(cli_ctx: CliContext) -> Any:
+    from bitterbot.agent.encoder import get_encoder
+
+    return get_encoder(cli_ctx.home_path / "cache")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError(
+            f"cannot read {path}: {exc}", hint="pass a JSON file in CLINC150 format"
+        ) from exc
+
+
+@click.group("router")
+def router_group() -> None:
+    """The intent router: which skill, the local model, or the cloud."""
+
+
+@router_group.command("eval")
+@home_option
+@click.option("--data", "data_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--oos-train-split", default="oos_train", show_default=True)
+@click.option("--eval-split", default="val", show_default=True)
+@click.option("--oos-split", default="oos_val", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_cli
+def router_eval(
+    cli_ctx: CliContext,
+    data_path: Path,
+    train_split: str,
+    oos_train_split: str,
+    eval_split: str,
+    oos_split: str,
+    as_json: bool,
+) -> None:
+    """Train the router head on a CLINC150-format file and score it on other splits."""
+    from bitterbot.agent.router import evaluate
+
+    data = _read_json(data_path)
+    if not isinstance(data, dict):
+        raise ValidationError(f"{data_path} is not a JSON object of splits")
+    result = evaluate(
+        data,
+        _encoder(cli_ctx),
+        train_split=train_split,
+        oos_train_split=oos_train_split or None,
+        eval_split=eval_split,
+        oos_split=oos_split or None,
+    )
+    if as_json:
+        print_json(result)
+    else:
+        for key, value in result.items():
+            click.echo(f"{key:>18}: {value}")
+
+
+@bench.command("router")
+@home_option
+@click.option("--queries", default=200, show_default=True, help="single queries to time")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (always JSON)")
+@pass_cli
+def bench_router(cli_ctx: CliContext, queries: int, as_json: bool) -> None:
+    """Router latency (one query at a time), retrain time and model size."""
+    import numpy as np
+
+    from bitterbot.agent.router import GENERAL_REQUESTS, Router
+
+    start = time.perf_counter()
+    encoder = _encoder(cli_ctx)
+    load_s = time.perf_counter() - start
+    router = Router(encoder)
+    sample_skills = _sample_skills()
+    start = time.perf_counter()
+    for skill in sample_skills:
+        router.skills[skill.name] = skill
+    router.retrain()
+    first_train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    router.remove_skill(sample_skills[0].name)
+    retrain_s = time.perf_counter() - start
+    texts = [f"{GENERAL_REQUESTS[i % len(GENERAL_REQUESTS)]} {i}" for i in range(queries)]
+    times = [router.route(text).elapsed_ms for text in texts]
+    assert router.head is not None
+    print_json(
+        {
+            "p50_ms": round(float(np.percentile(times, 50)), 3),
+            "p99_ms": round(float(np.percentile(times, 99)), 3),
+            "queries": len(times),
+            "encoder_load_s": round(load_s, 3),
+            "train_s": round(first_train_s, 3),
+            "retrain_after_remove_s": round(retrain_s, 3),
+            "model_bytes": encoder.model_bytes + router.head.nbytes,
+            "head_bytes": router.head.nbytes,
+            "skills": len(router.skills),
+        }
+    )
+
+
+def _sample_skills() -> list[Any]:
+    """A few skills like the ones the market ships, for benchmarks."""
+    from bitterbot.agent.router import SkillIntent
+
+    return [
+        SkillIntent(
+            "weather",
+            "current weather and forecasts for a place",
+            [
+                "what's the weather in paris",
+                "will it rain tomorrow",
+                "how hot is it outside",
+                "forecast for the weekend",
+                "do i need an umbrella today",
+            ],
+        ),
+        SkillIntent(
+            "timer",
+            "set, list and cancel timers and alarms",
+            [
+                "set a timer for ten minutes",
+                "wake me up at 7am",
+                "cancel my alarm",
+                "how much time is left on the timer",
+                "remind me in an hour",
+            ],
+        ),
+        SkillIntent(
+            "currency",
+            "convert amounts between currencies at today's rate",
+            [
+                "convert 100 dollars to euros",
+                "how many yen is 50 pounds",
+                "exchange rate usd to chf",
+                "what is 20 euros in dollars",
+            ],
+        ),
+        SkillIntent(
+            "calculator",
+            "arithmetic: add, subtract, multiply, divide, percentages",
+            [
+                "what is 17 times 23",
+                "15 percent of 80",
+                "add 45 and 99",
+                "divide 144 by 12",
+                "square root of 81",
+            ],
+        ),
+    ]
+
+
+def _stdin_text() -> str:
+    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        raise ValidationError(f"input over {MAX_STDIN_BYTES} bytes", hint="redact smaller pieces")
+    return data.decode("utf-8", errors="replace")
+
+
+COMMANDS: list[click.Command] = [router_group]

@@ -1,0 +1,180 @@
+"""The router: skills by example, out-of-scope to the local model, retraining, save/load."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitterbot.agent.encoder import get_encoder
+from bitterbot.agent.router import (
+    LOCAL_LLM,
+    IntentHead,
+    Router,
+    SkillIntent,
+    evaluate,
+    fit_head,
+)
+from bitterbot.protocol.errors import ModelError, ValidationError
+
+CLINC = Path("/work/shared/data/clinc150/train_val.json")
+
+SKILLS = [
+    SkillIntent(
+        "weather",
+        "current weather and forecasts for a place",
+        [
+            "what's the weather in paris",
+            "will it rain tomorrow",
+            "how hot is it outside",
+            "forecast for the weekend",
+            "do i need an umbrella today",
+        ],
+    ),
+    SkillIntent(
+        "timer",
+        "set, list and cancel timers and alarms",
+        [
+            "set a timer for ten minutes",
+            "wake me up at 7am",
+            "cancel my alarm",
+            "how much time is left on the timer",
+            "start a countdown for the pasta",
+        ],
+    ),
+    SkillIntent(
+        "currency",
+        "convert amounts between currencies at today's rate",
+        [
+            "convert 100 dollars to euros",
+            "how many yen is 50 pounds",
+            "exchange rate usd to chf",
+            "what is 20 euros in dollars",
+        ],
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    r = Router(get_encoder())
+    for skill in SKILLS:
+        r.add_skill(skill)
+    return r
+
+
+@pytest.mark.parametrize(
+    ("text", "skill"),
+    [
+        ("is it going to snow in oslo tonight", "weather"),
+        ("put a 5 minute timer on", "timer"),
+        ("how much is 300 swiss francs in euros", "currency"),
+    ],
+)
+def test_paraphrases_reach_their_skill(router: Router, text: str, skill: str) -> None:
+    decision = router.route(text)
+    assert decision.route == skill, decision.reason
+    assert "matched" in decision.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "who won the football world cup in 1998",
+        "write a haiku about my grandmother",
+        "explain how a transistor works",
+        "what are good names for a bakery",
+    ],
+)
+def test_out_of_scope_requests_go_to_the_local_model_not_a_wrong_skill(
+    router: Router, text: str
+) -> None:
+    decision = router.route(text)
+    assert decision.route == LOCAL_LLM, decision.reason
+    assert decision.reason
+
+
+def test_adding_and_removing_a_skill_retrains_in_seconds(router: Router) -> None:
+    news = SkillIntent(
+        "news",
+        "read today's news headlines",
+        ["what's in the news", "latest headlines", "read me the news", "top stories today"],
+    )
+    start = time.perf_counter()
+    router.add_skill(news)
+    assert time.perf_counter() - start < 10
+    assert router.route("tell me the top news stories this morning").route == "news"
+    router.remove_skill("news")
+    assert router.route("tell me the top news stories this morning").route != "news"
+    assert router.head is not None and "news" not in router.head.labels
+
+
+def test_no_skills_means_local_model() -> None:
+    decision = Router(get_encoder()).route("what's the weather")
+    assert decision.route == LOCAL_LLM
+    assert decision.reason == "no skills installed"
+
+
+def test_reserved_route_names_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Router(get_encoder()).add_skill(SkillIntent("cloud", "x", ["y"]))
+
+
+def test_head_round_trips_through_npz(router: Router, tmp_path: Path) -> None:
+    assert router.head is not None
+    router.head.save(tmp_path / "head.npz")
+    loaded = IntentHead.load(tmp_path / "head.npz")
+    x = router.embed(["will it be sunny", "a song please", "convert 3 euros"])
+    a, sa = router.head.predict(x)
+    b, sb = loaded.predict(x)
+    assert a == b
+    assert np.allclose(sa, sb)
+    assert loaded.threshold == router.head.threshold
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelError):
+        IntentHead.load(tmp_path / "bad.npz")
+
+
+def test_threshold_rejects_about_the_allowed_share_of_training_data() -> None:
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(4, 16)) * 3
+    x = np.vstack([c + rng.normal(size=(50, 16)) for c in centers]).astype(np.float32)
+    labels = [f"c{i}" for i in range(4) for _ in range(50)]
+    head = fit_head(x, labels, max_inscope_loss=0.05)
+    predicted, _ = head.predict(x)
+    rejected = sum(p is None for p in predicted) / len(predicted)
+    assert 0.0 < rejected <= 0.1
+    far = (rng.normal(size=(20, 16)) * 0.1).astype(np.float32)  # between every class
+    far_pred, _ = head.predict(far)
+    assert sum(p is None for p in far_pred) >= 15
+
+
+@pytest.mark.skipif(not CLINC.exists(), reason="shared CLINC150 data not present")
+def test_evaluate_on_a_clinc_subset_reports_every_metric() -> None:
+    data = json.loads(CLINC.read_text())
+    intents = sorted({y for _, y in data["train"]})[:12]
+    subset = {
+        "train": [r for r in data["train"] if r[1] in intents][::2],
+        "val": [r for r in data["val"] if r[1] in intents],
+        "oos_train": data["oos_train"][:50],
+        "oos_val": data["oos_val"][:40],
+    }
+    result = evaluate(subset, get_encoder())
+    assert set(result) >= {
+        "in_scope_accuracy",
+        "oos_recall",
+        "oos_precision",
+        "p50_ms",
+        "p99_ms",
+        "model_bytes",
+        "n_eval",
+    }
+    assert result["n_eval"] == len(subset["val"]) + 40
+    assert result["in_scope_accuracy"] >= 0.9
+    assert result["oos_recall"] >= 0.5
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+    with pytest.raises(ValidationError):
+        evaluate(subset, get_encoder(), eval_split="test")
