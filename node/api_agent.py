@@ -16,6 +16,7 @@ Requests are size-limited (:data:`MAX_BODY_BYTES`) and validated before use.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +33,8 @@ from bitterbot.agent.models import list_models
 from bitterbot.agent.runtime import AgentRuntime, PreparedChat
 from bitterbot.node.context import NodeContext
 from bitterbot.protocol.errors import BitterbotError, TooLargeError, ValidationError
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 << 20
 MAX_MESSAGES = 1000
@@ -291,3 +294,19 @@ async def _sse(
             }
         )
     yield b"data: [DONE]\n\n"
+
+
+async def start_agent(ctx: NodeContext, nursery: trio.Nursery) -> None:
+    """Node starter: attach the agent runtime as ``ctx.agent`` and load the default model in
+    the background, so the first question does not pay for it (a load failure is logged and
+    reported again, with its fix, on the first request)."""
+    runtime = AgentRuntime(ctx.settings, home=ctx.home.path)
+    ctx.agent = runtime
+
+    async def preload() -> None:
+        try:
+            await runtime.backend()
+        except BitterbotError as exc:
+            logger.warning("agent: default model %s not loaded: %s", runtime.default_model, exc)
+
+    nursery.start_soon(preload)

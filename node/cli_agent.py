@@ -1,7 +1,397 @@
-"""CLI: `bitterbot agent` commands (not built yet)."""
+"""CLI: `bitterbot ask`, `bitterbot chat`, `bitterbot models list`, `bitterbot bench llm`.
+
+``ask`` goes through the running node's API when one is up (address in ``node.json``, token
+in ``api.token``), else runs the agent runtime in this process. Its core is
+:func:`ask_question`, which the router/orchestrator can take over.
+"""
 
 from __future__ import annotations
 
+import signal
+import statistics
+import sys
+import threading
+import time
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json, stderr
+from bitterbot.protocol.errors import BitterbotError, ModelError
+
+ASK_TIMEOUT_S = 600.0
+
+
+# --- ask ------------------------------------------------------------------------------
+def _runtime(cli_ctx: CliContext, model: str | None) -> Any:
+    from bitterbot.agent.runtime import AgentRuntime
+
+    settings = cli_ctx.settings(**({"agent.model": model} if model else {}))
+    return AgentRuntime(settings, home=cli_ctx.home_path)
+
+
+def ask_in_process(
+    cli_ctx: CliContext, question: str, model: str | None, max_tokens: int | None
+) -> dict[str, Any]:
+    import trio
+
+    async def run() -> dict[str, Any]:
+        runtime = _runtime(cli_ctx, model)
+        try:
+            result = await runtime.ask(question, options=runtime.options(max_tokens=max_tokens))
+        finally:
+            await runtime.aclose()
+        out: dict[str, Any] = result.as_dict()
+        return out
+
+    return trio.run(run)
+
+
+def ask_running_node(
+    running: dict[str, Any], token: str, question: str, model: str | None, max_tokens: int | None
+) -> dict[str, Any]:
+    import httpx
+
+    body: dict[str, Any] = {"question": question}
+    if model:
+        body["model"] = model
+    if max_tokens:
+        body["max_tokens"] = max_tokens
+    response = httpx.post(
+        f"http://{running['api']}/v1/agent/ask",
+        json=body,
+        headers={"Authorization": f"Bearer {token}", "Host": "127.0.0.1"},
+        timeout=httpx.Timeout(ASK_TIMEOUT_S, connect=5.0),
+    )
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise ModelError(
+            f"the node answered {response.status_code} without JSON", hint="see the node's log"
+        ) from exc
+    if response.status_code != 200:
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        raise BitterbotError(
+            str(error.get("message", f"the node answered {response.status_code}")),
+            hint=error.get("hint"),
+            code=str(error.get("code", "node_error")),
+        )
+    if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
+        raise ModelError("the node's answer has an unexpected shape", hint="upgrade the node")
+    return data
+
+
+def ask_question(
+    cli_ctx: CliContext,
+    question: str,
+    *,
+    model: str | None = None,
+    max_tokens: int | None = None,
+    local: bool = False,
+) -> dict[str, Any]:
+    """The ``bitterbot ask`` core: through the running node if any, else in this process."""
+    import httpx
+
+    home = cli_ctx.home
+    running = None if local or not home.path.exists() else home.read_running()
+    if running and "api" in running:
+        try:
+            return ask_running_node(
+                running, home.api_token(create=False), question, model, max_tokens
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            stderr(f"(the node's API at {running['api']} does not answer; running locally)")
+    return ask_in_process(cli_ctx, question, model, max_tokens)
+
+
+@click.command("ask")
+@home_option
+@click.argument("question", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--model", default=None, help="smollm2, a .gguf path, or ollama:NAME")
+@click.option("--max-tokens", type=click.IntRange(1, 16384), default=None, help="answer length")
+@click.option("--local", is_flag=True, help="run in this process even when a node is running")
+@pass_cli
+def ask_command(
+    cli_ctx: CliContext,
+    question: tuple[str, ...],
+    as_json: bool,
+    model: str | None,
+    max_tokens: int | None,
+    local: bool,
+) -> None:
+    """Ask the agent one question."""
+    result = ask_question(
+        cli_ctx, " ".join(question), model=model, max_tokens=max_tokens, local=local
+    )
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(result["answer"])
+
+
+# --- chat -----------------------------------------------------------------------------
+HELP_LINE = "/reset clears the history, /exit quits"
+
+
+@click.command("chat")
+@home_option
+@click.option("--model", default=None, help="smollm2, a .gguf path, or ollama:NAME")
+@click.option("--session", default="default", show_default=True, help="history to continue")
+@click.option("--max-tokens", type=click.IntRange(1, 16384), default=None, help="answer length")
+@pass_cli
+def chat_command(
+    cli_ctx: CliContext, model: str | None, session: str, max_tokens: int | None
+) -> None:
+    """Talk with the agent; answers stream, history is kept in the node's database."""
+    import trio
+
+    from bitterbot.node.chat_history import ChatHistory
+    from bitterbot.node.store import Store
+
+    store = Store(cli_ctx.home.ensure().db_path)
+    try:
+        trio.run(_chat_loop, _runtime(cli_ctx, model), ChatHistory(store), session, max_tokens)
+    finally:
+        store.close()
+
+
+async def _chat_loop(runtime: Any, history: Any, session: str, max_tokens: int | None) -> None:
+    import trio
+
+    interactive = sys.stdin.isatty()
+    backend = await runtime.backend()
+    known = len(history.messages(session))
+    stderr(f"chatting with {backend.model} ({backend.name}); {HELP_LINE}")
+    if known:
+        stderr(f"(continuing session {session!r}: {known} earlier messages)")
+    answering: trio.CancelScope | None = None
+
+    async def on_interrupt() -> None:  # Ctrl-C stops the answer; at the prompt it quits
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            async for _ in signals:
+                if answering is None:
+                    stderr("")
+                    nursery.cancel_scope.cancel()
+                    return
+                answering.cancel()
+
+    async with trio.open_nursery() as nursery:
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            nursery.start_soon(on_interrupt)
+        while True:
+            if interactive:
+                click.echo("you> ", nl=False, err=True)
+            line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            if not line:
+                break  # end of input
+            text = line.strip()
+            if not text:
+                continue
+            if text in {"/exit", "/quit"}:
+                break
+            if text == "/reset":
+                stderr(f"(history cleared: {history.reset(session)} messages)")
+                continue
+            if text.startswith("/"):
+                stderr(f"(unknown command {text.split()[0]}; {HELP_LINE})")
+                continue
+            answering = trio.CancelScope()
+            try:
+                with answering:
+                    answer = await _answer(runtime, history, session, text, max_tokens)
+                if answering.cancelled_caught:
+                    click.echo("")
+                    stderr("(stopped; not kept in the history)")
+                elif answer is not None:
+                    now = time.time()
+                    history.append(session, "user", text, ts=now)
+                    history.append(session, "assistant", answer, ts=now)
+            finally:
+                answering = None
+        nursery.cancel_scope.cancel()
+
+
+async def _answer(
+    runtime: Any, history: Any, session: str, text: str, max_tokens: int | None
+) -> str | None:
+    from contextlib import aclosing
+
+    from bitterbot.agent.backends import ContextOverflowError
+
+    messages = [*history.messages(session), {"role": "user", "content": text}]
+    try:
+        prepared = await runtime.prepare(messages, options=runtime.options(max_tokens=max_tokens))
+    except ContextOverflowError as exc:
+        stderr(f"error: {exc.message}\n  what to do: {exc.hint}")
+        return None
+    if prepared.notice:
+        stderr(f"({prepared.notice})")
+    parts: list[str] = []
+    async with aclosing(runtime.stream(prepared)) as stream:
+        async for chunk in stream:
+            if chunk.text:
+                parts.append(chunk.text)
+                click.echo(chunk.text, nl=False)
+                sys.stdout.flush()
+    click.echo("")
+    return "".join(parts).strip()
+
+
+# --- models list ----------------------------------------------------------------------
+@click.group("models")
+def models_group() -> None:
+    """Models the agent can use."""
+
+
+@models_group.command("list")
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_cli
+def models_list(cli_ctx: CliContext, as_json: bool) -> None:
+    """List the models available here and where each comes from."""
+    from bitterbot.agent.models import list_models
+
+    rows, notes = list_models(cli_ctx.settings(), cli_ctx.home_path)
+    if as_json:
+        print_json({"models": rows, "notes": notes})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("", "model", "backend", "size", "from")
+    for row in rows:
+        size = f"{row['size_bytes'] / 1e6:.0f} MB" if row["size_bytes"] else "?"
+        table.add_row(
+            "*" if row["default"] else "", row["name"], row["backend"], size, row["source"]
+        )
+    Console().print(table)
+    for note in notes:
+        stderr(f"note: {note}")
+
+
+# --- bench llm ------------------------------------------------------------------------
+BENCH_PROMPT = "Write a long story about a dragon who learns to bake bread."
+
+
+@bench.command("llm")
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="print JSON (always JSON)")
+@click.option("--model", default="smollm2", show_default=True, help="smollm2 or a .gguf path")
+@click.option("--tokens", type=click.IntRange(8, 4096), default=128, show_default=True)
+@click.option("--runs", type=click.IntRange(1, 50), default=3, show_default=True)
+@pass_cli
+def bench_llm(cli_ctx: CliContext, as_json: bool, model: str, tokens: int, runs: int) -> None:
+    """Our pipeline vs raw llama-cpp-python: tokens/s and first-token latency, same run.
+
+    Both sides use the same cached ``Llama``, GGUF, prompt, greedy sampling and token budget;
+    the KV cache is reset before every run so each one evaluates the whole prompt; runs
+    alternate raw/ours so machine-load drift hits both. Reported numbers are medians.
+    """
+    import trio
+
+    from bitterbot.agent.backends import GenerateOptions
+    from bitterbot.agent.llama_backend import LlamaBackend
+    from bitterbot.agent.models import resolve_model
+    from bitterbot.agent.runtime import AgentRuntime
+
+    settings = cli_ctx.settings()
+    spec = resolve_model(model, settings, cli_ctx.home_path)
+    if spec.kind != "llama.cpp":
+        raise ModelError(
+            f"bench llm measures llama.cpp models, not {spec.kind}", hint="pass a GGUF"
+        )
+    backend = LlamaBackend(
+        spec.target,
+        n_ctx=int(settings["agent.context"]),
+        n_threads=int(settings["agent.threads"]),
+        model_name=spec.name,
+    )
+    runtime = AgentRuntime(settings, backends={spec.name: backend}, system_prompt="")
+    messages = [{"role": "user", "content": BENCH_PROMPT}]
+    options = GenerateOptions(max_tokens=tokens, temperature=0.0)
+
+    def raw_run(llm: Any) -> tuple[float, float, float, str]:
+        llm.reset()
+        started = time.perf_counter()
+        first = None
+        parts = []
+        for part in llm.create_chat_completion(
+            messages=messages, max_tokens=tokens, temperature=0.0, stream=True
+        ):
+            text = part["choices"][0]["delta"].get("content")
+            if text:
+                first = first or time.perf_counter()
+                parts.append(text)
+        return started, first or started, time.perf_counter(), "".join(parts)
+
+    async def ours_run(llm: Any) -> tuple[float, float, float, str]:
+        llm.reset()
+        started = time.perf_counter()
+        first = None
+        parts = []
+        prepared = await runtime.prepare(messages, model=spec.name, options=options)
+        async for chunk in runtime.stream(prepared):
+            if chunk.text:
+                first = first or time.perf_counter()
+                parts.append(chunk.text)
+        return started, first or started, time.perf_counter(), "".join(parts)
+
+    def measure(run: tuple[float, float, float, str], llm: Any) -> dict[str, Any]:
+        started, first, ended, text = run
+        n = len(llm.tokenize(text.encode(), add_bos=False, special=False))
+        decode_s = ended - first
+        return {
+            "first_token_ms": (first - started) * 1000,
+            "tokens": n,
+            "tokens_per_s": (n - 1) / decode_s if decode_s > 0 and n > 1 else 0.0,
+            "text": text,
+        }
+
+    async def main() -> dict[str, Any]:
+        loaded = await backend.load()
+        llm = loaded.llm
+        raw_run(llm)  # warm-up: first decode allocates buffers
+        raws, ours = [], []
+        for _ in range(runs):
+            raws.append(measure(raw_run(llm), llm))
+            ours.append(measure(await ours_run(llm), llm))
+        return _bench_report(spec.name, backend, tokens, runs, raws, ours)
+
+    print_json(trio.run(main))
+
+
+def _bench_report(
+    model: str,
+    backend: Any,
+    tokens: int,
+    runs: int,
+    raws: list[dict[str, Any]],
+    ours: list[dict[str, Any]],
+) -> dict[str, Any]:
+    def med(rows: list[dict[str, Any]], key: str) -> float:
+        return round(statistics.median(r[key] for r in rows), 2)
+
+    raw_tps, ours_tps = med(raws, "tokens_per_s"), med(ours, "tokens_per_s")
+    raw_ft, ours_ft = med(raws, "first_token_ms"), med(ours, "first_token_ms")
+    ratio = round(ours_tps / raw_tps, 4) if raw_tps else 0.0
+    return {
+        "model": model,
+        "gguf": str(backend.path),
+        "threads": backend.n_threads,
+        "n_ctx": backend.n_ctx,
+        "prompt": BENCH_PROMPT,
+        "max_tokens": tokens,
+        "runs": runs,
+        "tokens_generated": int(med(ours, "tokens")),
+        "same_output": all(r["text"] == o["text"] for r, o in zip(raws, ours, strict=True)),
+        "raw": {"tokens_per_s": raw_tps, "first_token_ms": raw_ft},
+        "bitterbot": {"tokens_per_s": ours_tps, "first_token_ms": ours_ft},
+        "tokens_per_s_ratio": ratio,
+        "first_token_delta_ms": round(ours_ft - raw_ft, 2),
+        "targets": {"tokens_per_s_ratio_min": 0.97, "first_token_delta_ms_max": 20.0},
+        "targets_met": ratio >= 0.97 and ours_ft - raw_ft <= 20.0,
+    }
+
+
+COMMANDS: list[click.Command] = [ask_command, chat_command, models_group]
