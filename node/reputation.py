@@ -27,6 +27,7 @@ from bitterbot.protocol.attestation import Attestation
 from bitterbot.protocol.errors import (
     BitterbotError,
     DecodeError,
+    NetworkError,
     SkillError,
     StaleError,
     UnknownVersionError,
@@ -44,6 +45,7 @@ MAX_SYNC_FRAME = 256 * 1024
 MAX_SYNC_HEADS = 4096  # attesters listed in one sync request (about 170 KiB)
 MAX_SYNC_SEND = 50_000  # attestations one sync session sends at most
 SYNC_TIMEOUT_S = 20.0
+MAX_SYNC_SESSIONS = 4  # sync requests served at once
 
 DB_ATT = "rep.att"  # attester(32) + seq(8, big-endian) -> signed envelope bytes
 DB_HEAD = "rep.head"  # attester -> [contiguous seq, highest seq, count]
@@ -264,6 +266,7 @@ class Reputation:
         )
         self._wake = trio.Event()
         self._limiter = trio.CapacityLimiter(2)
+        self._serving = trio.Semaphore(MAX_SYNC_SESSIONS)
         self.rejected = 0
         self.p2p: Any = None
 
@@ -419,9 +422,9 @@ class Reputation:
         Kept pending while no peer listens on the topic (sync covers later joiners too).
         """
         pending = [a for a in self.ledger.pending() if a.attester == self.identity.public_key]
+        self.graph.add_all(pending)  # the CLI may have written them from another process
         if not pending or not p2p.topic_peers(TOPIC):
             return 0
-        self.graph.add_all(pending)  # the CLI may have written them from another process
         pending.sort(key=lambda a: a.seq)
         sent = 0
         for batch in att_mod.split_batches(pending):
@@ -472,6 +475,17 @@ class Reputation:
         return total
 
     async def serve_sync(self, stream: Any) -> None:
+        """Answer one catch-up request (a few at once; more are refused, peers retry)."""
+        try:
+            self._serving.acquire_nowait()
+        except trio.WouldBlock:
+            raise NetworkError("busy serving other reputation syncs", code="busy") from None
+        try:
+            await self._serve_sync(stream)
+        finally:
+            self._serving.release()
+
+    async def _serve_sync(self, stream: Any) -> None:
         from bitterbot.node.framing import read_message, write_message
 
         msg = await read_message(stream, max_size=MAX_SYNC_FRAME, timeout=SYNC_TIMEOUT_S)

@@ -362,3 +362,58 @@ async def test_start_reputation_publishes_what_the_cli_saved_while_offline(
     scope.cancel()
     await p2p.stop()
     store.close()
+
+
+async def test_sync_keeps_valid_attestations_and_drops_forged_or_oversize_pages(
+    rep_factory, tmp_path, nursery, dial_addr
+) -> None:
+    from bitterbot.node.framing import encode_varint, write_message
+    from bitterbot.node.reputation import SYNC_PROTOCOL
+    from bitterbot.protocol.errors import TooLargeError
+
+    node, rnode = await rep_factory("node")
+    rogue_home = Home(tmp_path / "rogue").ensure()
+    rogue_store = Store(rogue_home.db_path)
+    rogue_id = rogue_home.identity()
+    rogue = P2PHost(rogue_id, P2PConfig(seeds=[dial_addr(node)]), store=rogue_store)
+    t = now_ms()
+    honest = A.rating(ident(50), 1, t, "pkg:a", 4)
+    own = A.rating(rogue_id, 1, t, "pkg:a", 5)
+    forged = decode(A.rating(ident(51), 1, t, "pkg:a", 1).data)
+    forged["payload"]["stars"] = 5
+    mode = {"oversize": False}
+
+    async def serve(stream: Any) -> None:
+        await stream.read(1)  # the request's first byte is enough for this rogue
+        if mode["oversize"]:
+            await stream.write(encode_varint(10 * 1024 * 1024) + b"\x00" * 16)
+            return
+        page = [honest.data, encode(forged), own.data, b"junk"]
+        await write_message(stream, {"v": 1, "atts": page, "done": True}, max_size=1 << 20)
+
+    rogue.set_stream_handler(SYNC_PROTOCOL, serve)
+    await nursery.start(rogue.run)
+    await rogue.connect(dial_addr(node))
+    assert await rnode.sync_with(node, rogue.peer_id) == 2
+    assert rnode.ledger.has(honest.attester, 1) and rnode.ledger.has(own.attester, 1)
+    assert not rnode.ledger.has(ident(51).public_key, 1)
+    assert rnode.ledger.count() == 2
+    mode["oversize"] = True
+    with pytest.raises(TooLargeError):
+        await rnode.sync_with(node, rogue.peer_id)
+    assert rnode.ledger.count() == 2
+    # a malformed request to an honest node: the stream is reset, nothing is sent
+    from bitterbot.node.framing import read_message
+    from bitterbot.protocol.errors import NetworkError
+
+    stream = await rogue.open_stream(node.peer_id, SYNC_PROTOCOL)
+    await write_message(stream, {"v": 1, "heads": [[b"short", 1]]}, max_size=1 << 20)
+    with pytest.raises(NetworkError):
+        await read_message(stream, max_size=1 << 20, timeout=5)
+    # a well-formed one is answered with what the node has
+    stream = await rogue.open_stream(node.peer_id, SYNC_PROTOCOL)
+    await write_message(stream, {"v": 1, "heads": [[honest.attester, 1]]}, max_size=1 << 20)
+    page = await read_message(stream, max_size=1 << 20, timeout=5)
+    assert page["done"] is True and page["atts"] == [own.data]
+    await rogue.stop()
+    rogue_store.close()
