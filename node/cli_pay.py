@@ -1,7 +1,391 @@
-"""CLI: `bitterbot pay` commands (not built yet)."""
+"""CLI: `bitterbot pay` (open, status, close, refund, faucet, buy, call) and `bench vouchers`.
+
+The built-in settlement backend is a ledger of TEST MONEY: every command that shows money
+says so. Commands that talk to peers go through the running node's API; ``pay status``
+and ``pay faucet`` work on the home directly.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json
+from bitterbot.protocol.errors import BitterbotError, HomeError, NetworkError
+
+TEST_MONEY_NOTE = "TEST MONEY (ledger backend): not real money"
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
+
+
+def api_call(
+    home_path: Path, method: str, route: str, body: Any = None, timeout: float = 60
+) -> Any:
+    """Call the node running on ``home_path`` (address and token from the home)."""
+    import httpx
+
+    from bitterbot.node.home import Home
+
+    home = Home(home_path)
+    running = home.read_running()
+    if running is None or "api" not in running:
+        raise HomeError(
+            f"no node is running on {home.path}",
+            hint="start one with: bitterbot node start (or pass the right --home)",
+            code="not_running",
+        )
+    headers = {"Authorization": f"Bearer {home.api_token(create=False)}", "Host": "127.0.0.1"}
+    try:
+        resp = httpx.request(
+            method, f"http://{running['api']}{route}", json=body, headers=headers, timeout=timeout
+        )
+    except httpx.HTTPError as exc:
+        raise NetworkError(f"the node's API at {running['api']} does not answer: {exc}") from exc
+    try:
+        out = resp.json()
+    except ValueError as exc:
+        raise NetworkError(f"the node's API answered {resp.status_code} without JSON") from exc
+    if resp.status_code != 200:
+        err = out.get("error", {}) if isinstance(out, dict) else {}
+        raise BitterbotError(
+            f"the node refused: {err.get('message', resp.status_code)}",
+            hint=err.get("hint"),
+            code=err.get("code", "api_error"),
+        )
+    return out
+
+
+@click.group("pay")
+def pay_group() -> None:
+    """Payment channels: pay developers directly (built-in backend: TEST MONEY)."""
+
+
+@pay_group.command("open")
+@click.argument("peer")
+@click.argument("amount", type=click.IntRange(min=1))
+@home_option
+@json_option
+@pass_cli
+def pay_open(cli_ctx: CliContext, peer: str, amount: int, as_json: bool) -> None:
+    """Open a channel to PEER (peer ID) with AMOUNT locked (smallest unit)."""
+    out = api_call(cli_ctx.home_path, "POST", "/v1/pay/open", {"peer": peer, "amount": amount})
+    if as_json:
+        print_json({**out, "capacity": amount, "money": TEST_MONEY_NOTE})
+        return
+    click.echo(f"opened channel {out['channel']} to {peer} with {amount} units")
+    click.echo(TEST_MONEY_NOTE)
+
+
+def _local_status(cli_ctx: CliContext) -> dict[str, Any]:
+    from bitterbot.node.ledger_backend import LedgerBackend
+    from bitterbot.node.payments import ledger_path
+    from bitterbot.node.store import Store
+
+    home = cli_ctx.home.ensure()
+    identity = home.identity()
+    store = Store(home.db_path)
+    try:
+        from bitterbot.node.payments import CHANNELS, channel_summary, open_databases
+
+        open_databases(store, (CHANNELS,))
+        with store.read() as txn:
+            channels = [channel_summary(k, v) for k, v in txn.items(CHANNELS)]
+    finally:
+        store.close()
+    settings = cli_ctx.settings()
+    backend = LedgerBackend.open(ledger_path(settings, home.path))
+    try:
+        balance = backend.balance_sync(identity.public_key)
+    finally:
+        backend.shutdown()
+    return {"backend": "ledger", "test_money": True, "balance": balance, "channels": channels}
+
+
+@pay_group.command("status")
+@home_option
+@json_option
+@pass_cli
+def pay_status(cli_ctx: CliContext, as_json: bool) -> None:
+    """Balance and channels (capacity, paid, remaining, state)."""
+    if cli_ctx.home.running_pid() is not None:
+        out = api_call(cli_ctx.home_path, "GET", "/v1/pay/status")
+    else:
+        out = _local_status(cli_ctx)
+    if as_json:
+        print_json({**out, "money": TEST_MONEY_NOTE})
+        return
+    click.echo(f"balance: {out['balance']} units   [{TEST_MONEY_NOTE}]")
+    if not out["channels"]:
+        click.echo("no channels")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("channel", "role", "peer", "state", "capacity", "paid", "remaining")
+    for c in out["channels"]:
+        table.add_row(
+            c["channel"][:16],
+            c["role"],
+            c["peer"][:20],
+            c["state"],
+            str(c["capacity"]),
+            str(c["paid"]),
+            str(c["remaining"]),
+        )
+    Console().print(table)
+
+
+@pay_group.command("close")
+@click.argument("target")
+@click.option("--unilateral", is_flag=True, help="close without the peer (refund after window)")
+@home_option
+@json_option
+@pass_cli
+def pay_close(cli_ctx: CliContext, target: str, unilateral: bool, as_json: bool) -> None:
+    """Close the channel TARGET (a peer ID or channel ID prefix)."""
+    out = api_call(
+        cli_ctx.home_path, "POST", "/v1/pay/close", {"target": target, "unilateral": unilateral}
+    )
+    if as_json:
+        print_json({**out, "money": TEST_MONEY_NOTE})
+        return
+    if "paid" in out:
+        click.echo(f"closed: {out['paid']} paid to the payee, {out['refunded']} refunded to you")
+    elif "settled" in out:
+        click.echo(f"settled {out['settled']} from our highest voucher")
+    else:
+        click.echo(f"closing; refund possible after ms {out['refund_after_ms']} (pay refund)")
+    click.echo(TEST_MONEY_NOTE)
+
+
+@pay_group.command("refund")
+@click.argument("target")
+@home_option
+@json_option
+@pass_cli
+def pay_refund(cli_ctx: CliContext, target: str, as_json: bool) -> None:
+    """After a unilateral close's dispute window: take back what was not paid."""
+    out = api_call(cli_ctx.home_path, "POST", "/v1/pay/refund", {"target": target})
+    if as_json:
+        print_json({**out, "money": TEST_MONEY_NOTE})
+    else:
+        click.echo(f"refunded {out['refunded']} units   [{TEST_MONEY_NOTE}]")
+
+
+@pay_group.command("faucet")
+@click.argument("amount", type=click.IntRange(min=1))
+@home_option
+@json_option
+@pass_cli
+def pay_faucet(cli_ctx: CliContext, amount: int, as_json: bool) -> None:
+    """Mint AMOUNT of TEST MONEY to this node's ledger account."""
+    from bitterbot.node.ledger_backend import LedgerBackend
+    from bitterbot.node.payments import ledger_path
+
+    home = cli_ctx.home.ensure()
+    if home.running_pid() is not None:
+        balance = api_call(home.path, "POST", "/v1/pay/faucet", {"amount": amount})["balance"]
+    else:
+        backend = LedgerBackend.open(ledger_path(cli_ctx.settings(), home.path))
+        try:
+            balance = backend.faucet_sync(home.identity().public_key, amount)
+        finally:
+            backend.shutdown()
+    if as_json:
+        print_json({"balance": balance, "money": TEST_MONEY_NOTE})
+    else:
+        click.echo(f"balance: {balance} units   [{TEST_MONEY_NOTE}]")
+
+
+@pay_group.command("buy")
+@click.argument("peer")
+@click.argument("skill")
+@click.argument("version")
+@click.option("--max-price", type=click.IntRange(min=1), required=True, help="most you pay")
+@home_option
+@json_option
+@pass_cli
+def pay_buy(
+    cli_ctx: CliContext, peer: str, skill: str, version: str, max_price: int, as_json: bool
+) -> None:
+    """Buy a license for SKILL at VERSION from PEER (retrying never pays twice)."""
+    body = {"peer": peer, "skill": skill, "version": version, "max_price": max_price}
+    out = api_call(cli_ctx.home_path, "POST", "/v1/pay/purchase", body)
+    if as_json:
+        print_json({**out, "money": TEST_MONEY_NOTE})
+        return
+    lic = out["license"]
+    click.echo(
+        f"licensed {skill} {lic['versions']['min']} up to {lic['versions']['below']} "
+        f"for {out['price']} units   [{TEST_MONEY_NOTE}]"
+    )
+
+
+@pay_group.command("call")
+@click.argument("peer")
+@click.argument("service")
+@click.argument("text", default="")
+@click.option("--max-price", type=click.IntRange(min=1), required=True, help="most you pay")
+@home_option
+@json_option
+@pass_cli
+def pay_call(
+    cli_ctx: CliContext, peer: str, service: str, text: str, max_price: int, as_json: bool
+) -> None:
+    """Call SERVICE on PEER, paid per call (the price is checked against --max-price first)."""
+    body = {"peer": peer, "service": service, "input": text, "max_price": max_price}
+    out = api_call(cli_ctx.home_path, "POST", "/v1/pay/call", body)
+    if as_json:
+        print_json(out)
+    else:
+        click.echo(out["output"])
+
+
+# --- benchmark ---------------------------------------------------------------------------
+
+
+def bench_verify(count: int) -> dict[str, Any]:
+    """Vouchers decoded and checked (signature, nonce, amount, capacity) per second."""
+    import time
+
+    from bitterbot.protocol import channel as ch
+    from bitterbot.protocol.identity import Identity
+
+    payer, payee = Identity.generate(), Identity.generate()
+    terms = ch.new_terms(
+        payer.public_key,
+        payee.public_key,
+        count * 10,
+        backend="ledger",
+        dispute_window_ms=0,
+        now_ms=0,
+        salt=b"b" * 16,
+    )
+    side = ch.PayeeChannel.from_open(
+        ch.open_channel(terms, payer).countersign(payee), payee.public_key
+    )
+    wire = [
+        ch.sign_voucher(payer, terms.channel_id, n, n * 10).to_bytes() for n in range(1, count + 1)
+    ]
+    started = time.perf_counter()
+    for data in wire:
+        side.accept(ch.Voucher.from_bytes(data))
+    elapsed = time.perf_counter() - started
+    return {
+        "vouchers": count,
+        "seconds": round(elapsed, 3),
+        "verified_per_s": round(count / elapsed),
+    }
+
+
+async def bench_durable(
+    folder: Path, channels: int, per_channel: int, max_batch: int
+) -> dict[str, Any]:
+    """Vouchers durably accepted per second: the payee's whole path (decode, verify, check,
+    LMDB commit with fsync) through group commit, ``channels`` payers sending concurrently."""
+    import time
+
+    import trio
+
+    from bitterbot.node.ledger_backend import LedgerBackend
+    from bitterbot.node.payments import Payments
+    from bitterbot.node.peer import peer_id_from_public_key
+    from bitterbot.node.store import Store
+    from bitterbot.protocol import channel as ch
+    from bitterbot.protocol.identity import Identity
+
+    store, ledger = Store(folder / "payee"), LedgerBackend.open(folder / "ledger")
+    payee_id = Identity.generate()
+    payee = Payments(payee_id, store, ledger, dispute_window_ms=0, max_batch=max_batch)
+    jobs: list[tuple[str, list[dict[str, Any]]]] = []
+    for i in range(channels):
+        payer = Identity.generate()
+        ledger.faucet_sync(payer.public_key, per_channel)
+        terms = ch.new_terms(
+            payer.public_key,
+            payee_id.public_key,
+            per_channel,
+            backend="ledger",
+            dispute_window_ms=0,
+            now_ms=0,
+            salt=i.to_bytes(16, "big"),
+        )
+        peer = peer_id_from_public_key(payer.public_key)
+        reply = await payee.handle_request(
+            peer, {"t": "open", "open": ch.open_channel(terms, payer).to_obj()}
+        )
+        ledger.lock_deposit_sync(ch.OpenMessage.from_obj(reply["open"]))
+        vs = [ch.sign_voucher(payer, terms.channel_id, n, n) for n in range(1, per_channel + 1)]
+        jobs.append((peer, [{"t": "pay", "voucher": v.to_obj()} for v in vs]))
+    refused = 0
+
+    async def send(peer: str, reqs: list[dict[str, Any]]) -> None:
+        nonlocal refused
+        for req in reqs:
+            reply = await payee.handle_request(peer, req)
+            refused += not reply["ok"]
+
+    total = channels * per_channel
+    async with trio.open_nursery() as nursery:
+        await nursery.start(payee.run)
+        started = time.perf_counter()
+        async with trio.open_nursery() as senders:
+            for peer, reqs in jobs:
+                senders.start_soon(send, peer, reqs)
+        elapsed = time.perf_counter() - started
+        nursery.cancel_scope.cancel()
+    store.close()
+    ledger.shutdown()
+    return {
+        "vouchers": total,
+        "refused": refused,
+        "seconds": round(elapsed, 3),
+        "accepted_per_s": round((total - refused) / elapsed),
+        "commits": payee.committer.batches,
+        "mean_batch": round(payee.committer.items / max(1, payee.committer.batches), 1),
+        "max_batch": max_batch,
+    }
+
+
+@bench.command("vouchers")
+@click.option("--count", default=20_000, show_default=True, help="vouchers to verify")
+@click.option("--channels", default=64, show_default=True, help="concurrent payers (durable)")
+@click.option("--per-channel", default=100, show_default=True, help="vouchers per payer")
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None, help="LMDB folder")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (the default output)")
+def bench_vouchers(
+    count: int, channels: int, per_channel: int, folder: Path | None, as_json: bool
+) -> None:
+    """Vouchers verified/s, and durably accepted/s with and without group commit."""
+    import shutil
+    import tempfile
+
+    import trio
+
+    base = Path(tempfile.mkdtemp(prefix="bench-vouchers-", dir=folder))
+    try:
+        verify = bench_verify(count)
+        grouped = trio.run(bench_durable, base / "grouped", channels, per_channel, 256)
+        single = trio.run(bench_durable, base / "single", 4, 50, 1)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    click.echo(
+        json.dumps(
+            {
+                "verified_per_s": verify["verified_per_s"],
+                "durably_accepted_per_s": grouped["accepted_per_s"],
+                "durably_accepted_per_s_without_group_commit": single["accepted_per_s"],
+                "verify": verify,
+                "group_commit": grouped,
+                "one_commit_per_voucher": single,
+                "targets": {"verified_per_s": 5000, "durably_accepted_per_s": 2000},
+                "money": TEST_MONEY_NOTE,
+            },
+            indent=2,
+        )
+    )
+
+
+COMMANDS: list[click.Command] = [pay_group]

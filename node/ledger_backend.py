@@ -32,6 +32,10 @@ NAME = "ledger"
 TEST_MONEY = "TEST MONEY"
 
 
+#: ledgers open in this process, by folder: [backend, users]
+_OPEN: dict[Path, list[Any]] = {}
+
+
 class LedgerError(PaymentError):
     code = "ledger_error"
 
@@ -58,13 +62,34 @@ class LedgerBackend:
         # handles first opened in a read transaction are unusable (see payments.open_databases)
         store.transact(lambda txn: (txn.count(ACCOUNTS), txn.count(ESCROWS)))
         self._limiter = trio.CapacityLimiter(1)
+        self._key: Path | None = None
 
     @classmethod
     def open(cls, path: Path) -> LedgerBackend:
-        return cls(Store(path))
+        """The ledger in ``path``, shared by every node of this process that names it.
+
+        LMDB allows one open environment per folder per process, and simnet runs several
+        nodes in one process on one ledger: they share one handle, closed by the last
+        :meth:`shutdown`.
+        """
+        key = Path(path).expanduser().absolute()
+        entry = _OPEN.get(key)
+        if entry is None:
+            entry = _OPEN[key] = [cls(Store(key)), 0]
+        entry[1] += 1
+        backend: LedgerBackend = entry[0]
+        backend._key = key
+        return backend
 
     def shutdown(self) -> None:
-        self.store.close()
+        entry = _OPEN.get(self._key) if self._key is not None else None
+        if entry is None:
+            self.store.close()
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _OPEN[self._key]
+            self.store.close()
 
     # --- synchronous core (one LMDB transaction each) ----------------------------------
     def balance_sync(self, account: bytes) -> int:

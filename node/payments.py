@@ -947,8 +947,12 @@ def open_backend(settings: Any, home_path: Path) -> LedgerBackend:
     return LedgerBackend.open(ledger_path(settings, home_path))
 
 
-async def start_payments(ctx: Any, nursery: trio.Nursery) -> Payments:
-    """Start payments for a running node; sets ``ctx.payments``. Uses ``ctx.p2p`` if set."""
+async def start_payments(ctx: Any, nursery: trio.Nursery) -> None:
+    """Start payments for a running node and set ``ctx.payments``; serves on ``ctx.p2p``.
+
+    The test-money ledger lives in its own LMDB folder (``pay.ledger_path``, default
+    HOME/ledger) and is closed when the node's nursery ends.
+    """
     settings = ctx.settings
     backend = open_backend(settings, ctx.home.path)
     payments = Payments(
@@ -962,8 +966,14 @@ async def start_payments(ctx: Any, nursery: trio.Nursery) -> Payments:
         max_batch=int(settings.get("pay.group_commit_max", 256)),
     )
     grant = int(settings.get("pay.test_grant", 0))
-    if grant > 0 and backend.test_money and await backend.balance(ctx.identity.public_key) == 0:
+    if grant > 0 and backend.test_money and backend.balance_sync(ctx.identity.public_key) == 0:
         await backend.faucet(ctx.identity.public_key, grant)
-    await nursery.start(payments.run)
+
+    async def serve(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await payments.run(task_status=task_status)
+        finally:
+            backend.shutdown()
+
+    await nursery.start(serve)
     ctx.payments = payments
-    return payments

@@ -355,3 +355,66 @@ async def test_buyer_killed_mid_purchase_retries_without_paying_twice(tmp_path: 
     assert backend.balance_sync(buyer_home.identity().public_key) == GRANT - 10_000
     backend.shutdown()
     assert os.path.exists(ledger_dir)
+
+
+# --- the node: starter, API over a real socket, CLI --------------------------------------
+
+
+async def test_cli_and_api_open_buy_status_close_on_running_nodes(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from bitterbot.node.cli import cli
+    from bitterbot.node.config import load_settings
+    from bitterbot.node.payments import start_payments
+    from bitterbot.node.service import NodeService
+
+    services = []
+    for name in ("seller", "buyer"):
+        settings = load_settings(
+            tmp_path / name,
+            {
+                "node.listen": ["/ip4/127.0.0.1/tcp/0"],
+                "api.listen": "127.0.0.1:0",
+                "metrics.listen": "127.0.0.1:0",
+                "pay.ledger_path": str(tmp_path / "ledger"),
+                "pay.test_grant": 50_000,
+                "pay.dispute_window_ms": 0,
+            },
+            env={},
+        )
+        service = NodeService(settings, starters=[start_payments])
+        await nursery.start(service.run)
+        services.append(service)
+    seller, buyer = (s.ctx for s in services)
+    seller.payments.offer_skill("summarize", 120, KEY)
+    addr = [a for a in seller.p2p.listen_addrs() if "/127.0.0.1/" in a][0]
+    peer = await buyer.p2p.connect(addr)
+
+    env = {"BITTERBOT_PAY_LEDGER_PATH": str(tmp_path / "ledger")}
+
+    def run(*args: str) -> Any:
+        result = CliRunner().invoke(
+            cli, [*args, "--home", str(tmp_path / "buyer"), "--json"], env=env
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    opened = await trio.to_thread.run_sync(run, "pay", "open", peer, "5000")
+    bought = await trio.to_thread.run_sync(
+        run, "pay", "buy", peer, "summarize", "1.0.0", "--max-price", "200"
+    )
+    assert bought["price"] == 120 and bought["license"]["amount"] == 120
+    status = await trio.to_thread.run_sync(run, "pay", "status")
+    assert "TEST MONEY" in status["money"]
+    assert status["balance"] == 50_000 - 5000
+    (chan,) = status["channels"]
+    assert chan["channel"] == opened["channel"] and chan["paid"] == 120  # the channel was reused
+    closed = await trio.to_thread.run_sync(run, "pay", "close", peer)
+    assert closed["paid"] == 120 and closed["refunded"] == 5000 - 120
+    assert seller.payments.backend.balance_sync(seller.identity.public_key) == 50_000 + 120
+    for s in services:
+        s.stop()
