@@ -269,13 +269,16 @@ class SkillManager:
             files = read_folder(folder)
             files = {k: v for k, v in files.items() if not k.startswith("src/")}
             skill = load_files(files)
+            package_id = content_id(pack_archive(files))
             existing = self.records.get(skill.manifest.name)
             if existing and existing.get("publisher") != BUILTIN_PUBLISHER:
                 continue  # the user installed their own skill under this name: keep it
+            if existing and existing["id"] == package_id and Path(existing["dir"]).is_dir():
+                continue  # up to date
             out.append(
                 self._install_files(
                     skill,
-                    content_id(pack_archive(files)),
+                    package_id,
                     BUILTIN_PUBLISHER,
                     "builtin",
                     accept_declared,

@@ -80,4 +80,6 @@ def open_manager(home_path: Path, store: Store, settings: Any = None) -> Any:
     limits = Limits()
     if settings is not None:
         limits = Limits(max_package_bytes=int(settings["skills.max_package_bytes"]))
-    return SkillManager(skills_dir(home_path), LmdbSkillRecords(store), limits=limits)
+    manager = SkillManager(skills_dir(home_path), LmdbSkillRecords(store), limits=limits)
+    manager.install_builtins()  # cheap when they are up to date
+    return manager
