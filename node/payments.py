@@ -929,6 +929,37 @@ class Payments:
         return amount
 
 
+# --- adversaries (simnet's cheaters scenario) ---------------------------------------------
+
+
+async def attempt_cheats(payer: Payments, peer: str, *, honest: int = 10) -> dict[str, Any]:
+    """Pay ``peer`` ``honest`` once, then try every cheating voucher against it.
+
+    Returns ``{"attempts": {kind: 1}, "accepted": {kind: 0|1}, "codes": {kind: error code},
+    "honest_accepted": bool}``; a correct payee accepts none. Kinds: forgery, over_capacity,
+    rollback, stale_nonce, unknown_channel, replay (see ``channel.cheating_vouchers``).
+    """
+    voucher = await payer.pay(peer, honest)
+    rec = payer.channel_record(voucher.channel)
+    assert rec is not None
+    cheats = ch.cheating_vouchers(payer.identity, Identity.generate(), channel_state(rec), voucher)
+    accepted: dict[str, int] = {}
+    codes: dict[str, str] = {}
+    for kind, bad in cheats.items():
+        try:
+            await payer.send_voucher(peer, bad)
+        except PaymentError as exc:
+            accepted[kind], codes[kind] = 0, exc.code
+        else:
+            accepted[kind], codes[kind] = 1, "accepted"
+    return {
+        "attempts": {k: 1 for k in cheats},
+        "accepted": accepted,
+        "codes": codes,
+        "honest_accepted": True,
+    }
+
+
 # --- node wiring ----------------------------------------------------------------------
 
 

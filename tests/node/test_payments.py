@@ -19,6 +19,7 @@ from bitterbot.node.payments import (
     NoLicenseError,
     Payments,
     PriceTooHighError,
+    attempt_cheats,
 )
 from bitterbot.node.peer import peer_id_from_public_key
 from bitterbot.node.store import Store
@@ -131,8 +132,12 @@ async def test_cheating_vouchers_are_all_rejected_with_typed_errors(
     rec = seller.channel_record(honest.channel)
     assert rec is not None and rec["amount"] == 30 and rec["nonce"] == 1
 
+    report = await attempt_cheats(buyer, peer)  # the API simnet's cheaters scenario uses
+    assert sum(report["accepted"].values()) == 0 and len(report["attempts"]) == 6
+    assert report["codes"]["forgery"] == "voucher_forged"
+
     await buyer.close_channel(peer)
-    after_close = ch.sign_voucher(buyer.identity, honest.channel, 2, 40)
+    after_close = ch.sign_voucher(buyer.identity, honest.channel, 9, 90)
     with pytest.raises(ch.ChannelClosedError):
         await buyer.send_voucher(peer, after_close)
 
@@ -418,3 +423,34 @@ async def test_cli_and_api_open_buy_status_close_on_running_nodes(
     assert seller.payments.backend.balance_sync(seller.identity.public_key) == 50_000 + 120
     for s in services:
         s.stop()
+
+
+async def test_api_refuses_float_amounts_and_reports_payments_not_running(
+    tmp_path: Path, ledger: LedgerBackend
+) -> None:
+    import httpx
+
+    from bitterbot.node.api import build_app
+    from bitterbot.node.config import load_settings
+    from bitterbot.node.context import NodeContext
+
+    home = Home(tmp_path / "api").ensure()
+    store = Store(home.db_path)
+    ctx = NodeContext(load_settings(home.path, env={}), home, store, home.identity())
+    app = build_app(ctx, "t" * 40)
+    headers = {"Authorization": "Bearer " + "t" * 40}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1", headers=headers
+    ) as client:
+        resp = await client.get("/v1/pay/status")
+        assert resp.status_code == 500
+        assert resp.json()["error"]["code"] == "payments_not_running"
+        ctx.payments = Payments(ctx.identity, store, ledger)
+        resp = await client.post("/v1/pay/open", json={"peer": "12D3KooW", "amount": 1.5})
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid"
+        ledger.faucet_sync(ctx.identity.public_key, 77)
+        resp = await client.get("/v1/pay/status")
+        assert resp.json()["balance"] == 77 and resp.json()["money"] == "TEST MONEY"
+        resp = await client.post("/v1/pay/close", json={"target": "deadbeefdeadbeef"})
+        assert resp.status_code == 404
+    store.close()
