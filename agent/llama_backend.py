@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ from bitterbot.agent.backends import (
 GGUF_MAGIC = b"GGUF"
 # Room beyond the weights for the KV cache, scratch buffers and the runtime itself.
 MEMORY_MARGIN_BYTES = 128 * 1024 * 1024
+MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN, without importing llama_cpp here
+MAX_EMBED_TEXTS = 256
 
 
 @dataclass
@@ -54,7 +57,7 @@ class LoadedModel:
     load_seconds: float
 
 
-_CACHE: dict[tuple[str, int, int], LoadedModel] = {}
+_CACHE: dict[tuple[str, int, int, bool], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -103,9 +106,9 @@ def check_model_file(path: Path, *, available: int | None = None) -> int:
     return size
 
 
-def load_model(path: Path, n_ctx: int, n_threads: int) -> LoadedModel:
+def load_model(path: Path, n_ctx: int, n_threads: int, *, embedding: bool = False) -> LoadedModel:
     """The cached model for these parameters, loading it on first use (blocking)."""
-    key = (str(path.absolute()), n_ctx, n_threads)
+    key = (str(path.absolute()), n_ctx, n_threads, embedding)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
@@ -116,8 +119,9 @@ def load_model(path: Path, n_ctx: int, n_threads: int) -> LoadedModel:
 
         started = time.perf_counter()
         try:
+            extra = {"embedding": True, "pooling_type": MEAN_POOLING} if embedding else {}
             llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False, **extra
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelUnavailableError(
@@ -329,11 +333,31 @@ class LlamaBackend:
         return kwargs
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        raise ModelUnavailableError(
-            "the llama.cpp chat backend does not embed",
-            hint="use the router's sentence encoder (agent/encoder.py) for embeddings",
-            code="not_supported",
+        """Mean-pooled, L2-normalised vectors from a second, embedding-mode context of the
+        same GGUF (cached like the chat one; the weights are shared through mmap)."""
+        if len(texts) > MAX_EMBED_TEXTS:
+            raise ContextOverflowError(
+                f"{len(texts)} texts in one embed call (at most {MAX_EMBED_TEXTS})",
+                hint="send them in batches",
+            )
+        loaded = await trio.to_thread.run_sync(
+            partial(load_model, self.path, self.n_ctx, self.n_threads, embedding=True),
+            limiter=self._limiter,
         )
+        for text in texts:
+            n = len(loaded.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+            if n > self.n_ctx:
+                raise ContextOverflowError(
+                    f"a text to embed is {n} tokens; the context holds {self.n_ctx}",
+                    hint="split the text into smaller chunks",
+                )
+
+        def run() -> list[list[float]]:
+            with loaded.lock:
+                vectors = loaded.llm.embed(list(texts), normalize=True)
+            return [[float(x) for x in v] for v in vectors]
+
+        return await trio.to_thread.run_sync(run, limiter=self._limiter)
 
     async def aclose(self) -> None:
         # The model stays in the process-wide cache for the next backend that wants it.

@@ -156,3 +156,17 @@ async def test_json_schema_constrains_the_answer() -> None:
         GenerateOptions(max_tokens=40, json_schema=schema),
     )
     assert isinstance(json.loads(done.text)["city"], str)
+
+
+async def test_embed_gives_normalised_vectors_that_rank_similar_text_higher() -> None:
+    vectors = await backend().embed(
+        ["The cat sat on the mat.", "A cat is sitting on a rug.", "Stock markets fell sharply."]
+    )
+    assert len(vectors) == 3 and len({len(v) for v in vectors}) == 1 and len(vectors[0]) > 100
+    for v in vectors:
+        assert abs(sum(x * x for x in v) - 1.0) < 1e-3
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2])
