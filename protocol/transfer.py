@@ -12,17 +12,18 @@ frame of at most :data:`MAX_FRAME` bytes::
                          {"t": "end"}
                 or       {"t": "error", "code": str, "message": str}
 
-The client knows the package's SHA-256 and its size limit from the publisher's signed
-catalog (the package ID is the content hash), so a provider cannot make it accept other
-bytes: :class:`Download` checks order, offsets and size as data arrives and the hash at
-the end. A download resumes at ``offset`` with another provider after a disconnect; if the
+The client knows the package ID (a content hash) and its size limit from the publisher's
+signed catalog, so a provider cannot make it accept other bytes: :class:`Download` checks
+order, offsets and size as data arrives and, at the end, that the bytes hash to the ID
+(through the ``verify`` function the caller passes: for skill packages, the CID of the
+archive inside the package file). A download resumes at ``offset`` with another provider after a disconnect; if the
 final hash does not match, every provider that contributed is reported and the download
 restarts from zero with single-source providers only (see :meth:`Download.verdict`).
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +141,7 @@ class Download:
     """Client side of one package download, possibly across several providers."""
 
     package_id: str
-    sha256: bytes
+    verify: Callable[[bytes], bool]  # True when the bytes are the package the ID names
     max_size: int
     received: bytearray = field(default_factory=bytearray)
     contributors: list[str] = field(default_factory=list)
@@ -196,7 +197,7 @@ class Download:
         if kind == "end":
             if len(self.received) != self.size:
                 raise BadProviderError(f"ended at {len(self.received)} of {self.size} bytes")
-            if hashlib.sha256(self.received).digest() != self.sha256:
+            if not self.verify(bytes(self.received)):
                 raise BadProviderError("package bytes do not match the signed hash")
             self.done = True
             return True
