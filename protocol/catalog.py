@@ -20,6 +20,7 @@ them up with a standard Kademlia GET_PROVIDERS.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,23 @@ def publisher_of_key(key: str) -> bytes:
     if len(publisher) != 32:
         raise ValidationError(f"not a catalog key: {key!r}")
     return publisher
+
+
+def package_key(package_id: str) -> bytes:
+    """Provider-record key of a package: the multihash bytes inside its CIDv1.
+
+    This is what any libp2p implementation looks up for a CID, so standard Kademlia
+    clients find our providers.
+    """
+    body = package_id[1:].upper() if package_id.startswith("b") else ""
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8)) if body else b""
+    except ValueError as exc:
+        raise ValidationError(f"not a package ID: {package_id!r}") from exc
+    # CIDv1 = varint(1) varint(codec) multihash; we only issue raw (0x55) + sha2-256
+    if len(raw) != 36 or raw[0] != 0x01 or raw[1] != 0x55 or raw[2:4] != b"\x12\x20":
+        raise ValidationError(f"not a package ID: {package_id!r}", hint="IDs look like bafkrei...")
+    return raw[2:]
 
 
 def name_key(name: str) -> bytes:

@@ -85,3 +85,17 @@ def test_arbitrary_records_only_raise_our_errors(data: bytes) -> None:
         parse_catalog(data, key=catalog_key(PUB.public_key))
     except BitterbotError:
         pass
+
+
+def test_package_key_is_the_cid_multihash() -> None:
+    import hashlib
+
+    from bitterbot.protocol.catalog import package_key
+    from bitterbot.protocol.skillpkg import content_id
+
+    data = b"some archive bytes"
+    key = package_key(content_id(data))
+    assert key == b"\x12\x20" + hashlib.sha256(data).digest()
+    for bad in ["", "bafy", "Qm123", "b" + "a" * 58]:
+        with pytest.raises(ValidationError):
+            package_key(bad)
