@@ -198,6 +198,11 @@ class DocsIndex:
         self.encoder_name = encoder_name
         self._memory: _Memory | None = None
         self._lock = threading.Lock()
+        # node.store caches database handles; one opened inside a read transaction is
+        # invalid once that transaction ends, so open ours in a write transaction first
+        self._transact(
+            lambda txn: [txn.get(db, b"\x00") for db in (FILES, CHUNKS, VECTORS, TERMS, META)]
+        )
 
     @property
     def encoder(self) -> Encoder:

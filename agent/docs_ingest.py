@@ -383,7 +383,17 @@ def _make_chunk(text: str, start: int, end: int, page: int | None, line_at: Any)
     position = {"line_start": first, "line_end": last}
     if page is not None:
         position["page"] = page
-    return TextChunk(" ".join(raw.split()), position)
+    return TextChunk(_tidy(raw), position)
+
+
+_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
+_BLANKS = re.compile(r"\n\s*\n\s*")
+
+
+def _tidy(raw: str) -> str:
+    """Runs of spaces collapsed, lines trimmed; paragraph breaks (blank lines) kept."""
+    text = "\n".join(line.strip() for line in _SPACES.sub(" ", raw).split("\n"))
+    return _BLANKS.sub("\n\n", text).strip()
 
 
 def format_position(position: dict[str, Any]) -> str:

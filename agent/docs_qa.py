@@ -126,21 +126,29 @@ def best_sentence(index: DocsIndex, question: str, passages: list[Hit]) -> tuple
     for n, hit in enumerate(passages, start=1):
         for start, end in docs_ingest.sentence_spans(hit.text):
             sentence = hit.text[start:end].strip()
-            score = coverage(index, question, sentence) + 0.01 * (n == 1)
+            # ties go to the fuller sentence, then to the better passage
+            score = coverage(index, question, sentence) + 0.002 * min(len(sentence.split()), 30)
+            score += 0.001 * (n == 1)
             if score > best_score:
                 best, best_n, best_score = sentence, n, score
     return best, best_n
 
 
 def grounded(answer: str, passages: list[Hit]) -> bool:
-    """Most of the answer's words occur in the passages (no invented content)."""
+    """The answer's numbers all occur in the passages, and most of its words do.
+
+    Small models invent numbers most readily ("100 pounds" for "four pounds"), so one
+    number absent from every passage is enough to refuse the reply.
+    """
     words = set(terms(_CITE.sub(" ", answer)))
     if not words:
         return False
     seen: set[str] = set()
     for hit in passages:
         seen.update(terms(hit.text))
-    return len(words & seen) / len(words) >= 0.6
+    if any(w.isdigit() and w not in seen for w in words):
+        return False
+    return len(words & seen) / len(words) >= 0.75
 
 
 def retrieve(index: DocsIndex, question: str, k: int, reranker: Encoder | None) -> list[Hit]:
