@@ -401,6 +401,10 @@ def _memory_near_cap(instance: Any, store: wasmtime.Store, cap: int) -> bool:
 def _first_line(exc: BaseException) -> str:
     """The cause line of a wasmtime error (``wasm trap: ...``), else its first line."""
     text = str(exc).strip()
+    if "Caused by:" in text:
+        cause = [ln.strip() for ln in text.split("Caused by:", 1)[1].splitlines() if ln.strip()]
+        if cause:
+            return cause[-1]
     for line in text.splitlines():
         if "wasm trap:" in line or "error:" in line.lower():
             return line.strip()
