@@ -119,7 +119,9 @@ def load_model(path: Path, n_ctx: int, n_threads: int, *, embedding: bool = Fals
 
         started = time.perf_counter()
         try:
-            extra = {"embedding": True, "pooling_type": MEAN_POOLING} if embedding else {}
+            extra: dict[str, Any] = (
+                {"embedding": True, "pooling_type": MEAN_POOLING} if embedding else {}
+            )
             llm = llama_cpp.Llama(
                 model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False, **extra
             )
@@ -319,10 +321,10 @@ class LlamaBackend:
         if options.seed is not None:
             kwargs["seed"] = options.seed
         if options.json_schema is not None:
-            import llama_cpp
+            from llama_cpp.llama_grammar import LlamaGrammar
 
             try:
-                kwargs["grammar"] = llama_cpp.LlamaGrammar.from_json_schema(
+                kwargs["grammar"] = LlamaGrammar.from_json_schema(
                     json.dumps(options.json_schema), verbose=False
                 )
             except (ValueError, RuntimeError) as exc:

@@ -182,7 +182,7 @@ async def _chat_loop(runtime: Any, history: Any, session: str, max_tokens: int |
         while True:
             if interactive:
                 click.echo("you> ", nl=False, err=True)
-            line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            line = await trio.to_thread.run_sync(_read_line, abandon_on_cancel=True)
             if not line:
                 break  # end of input
             text = line.strip()
@@ -210,6 +210,10 @@ async def _chat_loop(runtime: Any, history: Any, session: str, max_tokens: int |
             finally:
                 answering = None
         nursery.cancel_scope.cancel()
+
+
+def _read_line() -> str:
+    return sys.stdin.readline()
 
 
 async def _answer(
@@ -370,7 +374,7 @@ def _bench_report(
     ours: list[dict[str, Any]],
 ) -> dict[str, Any]:
     def med(rows: list[dict[str, Any]], key: str) -> float:
-        return round(statistics.median(r[key] for r in rows), 2)
+        return round(float(statistics.median(r[key] for r in rows)), 2)
 
     raw_tps, ours_tps = med(raws, "tokens_per_s"), med(ours, "tokens_per_s")
     raw_ft, ours_ft = med(raws, "first_token_ms"), med(ours, "first_token_ms")
