@@ -153,8 +153,8 @@ async def _report_network(service: Any) -> None:
 
     p2p = service.ctx.p2p
     with trio.move_on_after(SEED_REPORT_AFTER_S):
-        while not p2p.connected_peers():
-            await trio.sleep(0.25)
+        await p2p.first_round_done.wait()
+        await trio.sleep(0.2)  # let a fresh connection settle
     state = "joined" if p2p.connected_peers() else "alone"
     if state == "joined":
         click.echo(f"network: joined ({len(p2p.connected_peers())} peer(s) connected)")

@@ -207,6 +207,7 @@ class P2PHost:
         self._namespaces: dict[str, Any] = {}
         self.seed_errors: dict[str, str] = {}
         self.bootstrapped = trio.Event()
+        self.first_round_done = trio.Event()  # the first bootstrap attempt finished
         self.stopped = trio.Event()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -238,10 +239,13 @@ class P2PHost:
         except BitterbotError:
             raise
         except Exception as exc:
+            ours = _find_bitterbot_error(exc)
+            if ours is not None:  # raised by us inside libp2p's nurseries
+                raise ours from exc
             if self._stopping:
                 logger.debug("libp2p teardown error (ignored)", exc_info=True)
                 return
-            raise NetworkError(f"the libp2p host failed: {exc}") from exc
+            raise NetworkError(f"the libp2p host failed: {_reason(exc)}") from exc
         finally:
             self._nursery = None
             self.stopped.set()
@@ -322,7 +326,9 @@ class P2PHost:
         if len(bound) >= len(self._listen):
             return
         bound_text = {str(a) for a in bound}
-        for addr in self._listen:
+        fixed = [a for a in self._listen if not str(a).endswith("/tcp/0")]
+        missing = [a for a in fixed if str(a) not in bound_text] or self._listen
+        for addr in missing:
             if str(addr) not in bound_text:
                 raise NetworkError(
                     f"cannot listen on {addr}: {_bind_problem(addr)}",
@@ -443,6 +449,7 @@ class P2PHost:
         backoff = self.config.backoff_initial_s
         while True:
             joined = await self._bootstrap_round()
+            self.first_round_done.set()
             if joined:
                 self.bootstrapped.set()
                 backoff = self.config.backoff_initial_s
@@ -762,7 +769,21 @@ def _check_key(key: bytes) -> None:
         raise ValidationError(f"DHT keys are 1-{MAX_KEY_BYTES} bytes")
 
 
+def _find_bitterbot_error(exc: BaseException) -> BitterbotError | None:
+    if isinstance(exc, BitterbotError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_bitterbot_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def _reason(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name in {"SwarmDialAllFailedError", "OpenConnectionError"}:
+        return "connection refused or no route to it"
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

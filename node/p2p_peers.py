@@ -85,6 +85,10 @@ class PeerBook:
 
     def __init__(self, store: Store | None) -> None:
         self.store = store
+        if store is not None:
+            # open the database in a write transaction first: a handle first opened in a
+            # read transaction is cached by Store but invalid once that transaction ends
+            store.transact(lambda txn: txn.count(PEERS_DB))
 
     def remember(self, peers: list[PeerAddr], now_ms: int) -> None:
         if self.store is None or not peers:

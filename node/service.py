@@ -44,9 +44,12 @@ SHUTDOWN_GRACE_S = 3.0
 
 
 def quiet_libp2p_logs(debug: bool) -> None:
-    """py-libp2p warns about every failed peer RPC; that is normal network weather."""
+    """py-libp2p logs every failed peer RPC (normal network weather) and teardown noise."""
+    import libp2p  # noqa: F401 - its import sets its own log levels; set ours after
+
     if not debug:
-        logging.getLogger("libp2p").setLevel(logging.ERROR)
+        # our own code reports every failure that matters, in words a user can act on
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
         logging.getLogger("multiaddr").setLevel(logging.ERROR)
         logging.getLogger("hypercorn").setLevel(logging.ERROR)
 
