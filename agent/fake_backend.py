@@ -145,8 +145,16 @@ def _fake_vector(text: str, dim: int) -> list[float]:
 
 
 def _factory(name: str, settings: Mapping[str, Any]) -> FakeBackend:
-    """``fake:NAME`` models; ``fake:unavailable`` fails like a server that is down."""
+    """``fake:NAME`` models; ``fake:unavailable`` fails like a server that is down;
+    ``fake:slow`` streams a long answer at 50 tokens/s (for Ctrl-C and disconnect tests)."""
     context = int(settings.get("agent.context", 2048))
+    if name == "slow":
+        return FakeBackend(
+            model="fake:slow",
+            context_length=context,
+            reply=lambda _m: "word " * 5000,
+            token_delay=0.02,
+        )
     if name == "unavailable":
         return FakeBackend(
             model="fake:unavailable",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -208,3 +210,48 @@ def test_chat_history_is_ordered_per_session_and_durable(tmp_path: Path) -> None
     with pytest.raises(ValidationError):
         history.messages("")
     reopened.close()
+
+
+# --- Ctrl-C -------------------------------------------------------------------------------
+def _popen(*args: str, home: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*CLI, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(home),
+    )
+
+
+def test_ctrl_c_stops_a_chat_answer_and_the_chat_goes_on(tmp_path: Path) -> None:
+    proc = _popen("chat", "--model", "fake:slow", "--max-tokens", "4000", home=tmp_path)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b"tell me everything\n")
+        proc.stdin.flush()
+        assert proc.stdout.read(20).startswith(b"word word")  # the answer is streaming
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(b"/exit\n", timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 0, err.decode()
+    assert "(stopped; not kept in the history)" in err.decode()
+    assert len(out.split()) < 1000  # far from the 4000 words asked for
+    store = Store(tmp_path / "db")
+    try:
+        assert ChatHistory(store).messages() == []
+    finally:
+        store.close()
+
+
+def test_ctrl_c_ends_ask_promptly(tmp_path: Path) -> None:
+    proc = _popen("ask", "--model", "fake:slow", "--max-tokens", "4000", "go", home=tmp_path)
+    time.sleep(5)  # imported, started and generating (4000 tokens would take 80 s)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 5
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
