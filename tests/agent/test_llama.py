@@ -170,3 +170,18 @@ async def test_embed_gives_normalised_vectors_that_rank_similar_text_higher() ->
         return sum(x * y for x, y in zip(a, b, strict=True))
 
     assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2])
+
+
+async def test_same_answer_as_raw_llama_cpp_chat_completion() -> None:
+    """Our template rendering and sampling match llama-cpp-python's own chat path."""
+    llama = backend()
+    loaded = await llama.load()
+    msgs = [SYSTEM, {"role": "user", "content": "Name three colours."}]
+    ours = await llama.generate(msgs, GenerateOptions(max_tokens=16))
+
+    def raw() -> str:
+        with loaded.lock:
+            out = loaded.llm.create_chat_completion(messages=msgs, temperature=0.0, max_tokens=16)
+        return str(out["choices"][0]["message"]["content"])
+
+    assert ours.text == await trio.to_thread.run_sync(raw)
