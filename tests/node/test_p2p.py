@@ -184,3 +184,41 @@ async def test_a_plaintext_only_peer_cannot_connect(p2p_factory, dial_addr):
         assert not isinstance(info.value, trio.TooSlowError)
         assert a.connected_peers() == []
         await plain.close()
+
+
+async def test_a_plain_libp2p_kademlia_peer_is_kept_out_of_the_routing_table(
+    p2p_factory, dial_addr, wait_until
+):
+    """Standard Kademlia interop, but membership needs the marker protocol (SPEC 4.2)."""
+    from libp2p import new_host
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.crypto.x25519 import create_new_key_pair as new_x25519
+    from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+    from libp2p.security.noise.transport import Transport as Noise
+    from libp2p.tools.anyio_service import background_trio_service
+    from multiaddr import Multiaddr
+
+    a = await p2p_factory("a")
+    b = await p2p_factory("b", seeds=[a])
+    keys = create_new_key_pair()
+    outsider = new_host(
+        key_pair=keys, sec_opt={NOISE_ID: Noise(keys, noise_privkey=new_x25519().private_key)}
+    )
+    outsider_id = outsider.get_id().to_base58()
+    dht = KadDHT(outsider, DHTMode.SERVER)
+    async with outsider.run(listen_addrs=[Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        async with background_trio_service(dht):
+            await outsider.connect(info_from_p2p_addr(Multiaddr(dial_addr(a))))
+            await dht.add_peer(info_from_p2p_addr(Multiaddr(dial_addr(a))).peer_id)
+            # the outsider can use our DHT (standard protocol) ...
+            await dht.peer_routing.find_closest_peers_network(outsider.get_id().to_bytes())
+            await wait_until(lambda: b.peer_id in a.routing_table_peers())
+            await wait_until(lambda: bool(a._host.get_peerstore().get_protocols(outsider.get_id())))
+            await trio.sleep(2.5)  # two refresh rounds of the test config (1 s)
+            # ... but never becomes a member of our routing tables
+            assert outsider_id in a.connected_peers()
+            assert outsider_id not in a.routing_table_peers()
+            assert b.peer_id in a.routing_table_peers()
+            await outsider.close()
