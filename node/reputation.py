@@ -339,10 +339,12 @@ class Reputation:
         self.rejected += 1
         raise cls(message)
 
-    def accept_gossip(self, from_peer: str, data: bytes) -> bool:
+    async def accept_gossip(self, from_peer: str, data: bytes) -> bool:
         """Gossip validator: True stores the batch (durably) and lets gossipsub forward it.
 
         Raising or returning False drops the message everywhere downstream of this node.
+        The durable write (an fsync, milliseconds) runs in a worker thread so the node's
+        other connections keep moving.
         """
         from bitterbot.node.peer import peer_id_from_public_key
 
@@ -366,10 +368,14 @@ class Reputation:
             return self._reject("duplicate attestations (replay)", StaleError)
         if not self._buckets.take(attester, len(new)):
             return self._reject("attester is over its gossip rate", RateLimited)
-        stored, conflicts = self.ledger.add_many(new)
+        stored, conflicts = await trio.to_thread.run_sync(
+            self.ledger.add_many, new, limiter=self._limiter
+        )
+        self.graph.add_all(stored)
         if conflicts:
             return self._reject("attester reused a sequence number (equivocation)")
-        self.graph.add_all(stored)
+        if not stored:  # a concurrent copy of the same batch won the race
+            return self._reject("duplicate attestations (replay)", StaleError)
         return True
 
     def ingest(self, datas: Iterable[bytes]) -> tuple[int, int]:
