@@ -20,6 +20,7 @@ from bitterbot.node.payments import (
     Payments,
     PriceTooHighError,
     attempt_cheats,
+    open_databases,
 )
 from bitterbot.node.peer import peer_id_from_public_key
 from bitterbot.node.store import Store
@@ -222,7 +223,7 @@ async def test_group_commit_batches_concurrent_vouchers_durably(
     assert accepted == 200
     assert payee.committer.items >= 200 and payee.committer.batches < 200
     store.close()
-    reopened = Store(tmp_path / "payee")
+    reopened = _open_store(tmp_path / "payee")
     with reopened.read() as txn:
         amounts = sorted(rec["amount"] for _, rec in txn.items(CHANNELS))
     assert amounts == [250] * 8
@@ -305,7 +306,7 @@ async def test_payee_killed_right_after_acknowledging_keeps_the_voucher(
             proc.kill()
             await proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    store = Store(Home(seller_home).db_path)
+    store = _open_store(Home(seller_home).db_path)
     with store.read() as txn:
         rec = txn.get(CHANNELS, acked[-1].channel)
     store.close()
@@ -313,8 +314,14 @@ async def test_payee_killed_right_after_acknowledging_keeps_the_voucher(
     assert ch.Voucher.from_obj(rec["voucher"]) == acked[-1]
 
 
+def _open_store(path: Path) -> Store:
+    store = Store(path)
+    open_databases(store, (CHANNELS, SOLD))  # see pay_core.open_databases
+    return store
+
+
 async def _wait_sold(home: Path, n: int) -> None:
-    store = Store(Home(home).db_path)  # LMDB is safe across processes
+    store = _open_store(Home(home).db_path)  # LMDB is safe across processes
     try:
         with trio.fail_after(15):
             while True:
@@ -351,7 +358,7 @@ async def test_buyer_killed_mid_purchase_retries_without_paying_twice(tmp_path: 
 
     result = json.loads(line)
     assert result == {"key": bytes(range(32)).hex(), "paid": 250}
-    store = Store(Home(tmp_path / "child-seller").db_path)
+    store = _open_store(Home(tmp_path / "child-seller").db_path)
     with store.read() as txn:
         sold = list(txn.items(SOLD))
         (chan,) = [rec for _, rec in txn.items(CHANNELS)]
