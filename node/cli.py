@@ -78,6 +78,7 @@ def _register() -> None:
     from bitterbot.node import (
         cli_agent,
         cli_docs,
+        cli_market,
         cli_node,
         cli_pay,
         cli_rep,
@@ -92,6 +93,7 @@ def _register() -> None:
         cli_router,
         cli_skill,
         cli_docs,
+        cli_market,
         cli_rep,
         cli_pay,
         cli_simnet,

@@ -100,8 +100,9 @@ async def _run_node(settings: Any) -> None:
     import trio
 
     from bitterbot.node.service import NodeService
+    from bitterbot.node.subsystems import default_starters
 
-    service = NodeService(settings)
+    service = NodeService(settings, starters=default_starters())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, service, nursery)
         info = await nursery.start(service.run)

@@ -115,6 +115,9 @@ SETTINGS: list[Setting] = [
         "skills.max_package_bytes", 64 * 1024 * 1024, "largest skill package accepted", _as_int
     ),
     Setting("skills.seed_installed", True, "serve installed free skills to other peers", _as_bool),
+    Setting(
+        "market.reannounce_s", 3600, "seconds between re-announcements of published skills", _as_int
+    ),
     # --- documents ------------------------------------------------------------
     Setting("docs.max_file_bytes", 32 * 1024 * 1024, "larger documents are skipped", _as_int),
     Setting("docs.passages", 3, "passages given to the model per document question", _as_int),

@@ -1,0 +1,15 @@
+"""The subsystems a full node runs, in start order (see node/service.py for the lifecycle)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def default_starters() -> list[Any]:
+    """Agent, market, reputation, payments: each attaches itself to the NodeContext."""
+    from bitterbot.node.api_agent import start_agent
+    from bitterbot.node.market import start_market
+    from bitterbot.node.payments import start_payments
+    from bitterbot.node.reputation import start_reputation
+
+    return [start_agent, start_market, start_reputation, start_payments]
