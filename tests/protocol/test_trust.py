@@ -190,3 +190,16 @@ def test_trust_is_a_distribution_only_over_reachable_peers(
     fresh.add_all(g._latest.values())
     for k, v in fresh.trust().items():
         assert t.get(k, 0.0) == pytest.approx(v, abs=1e-6)
+
+
+def test_sybil_flags_cannot_sink_an_honest_skill() -> None:
+    g = graph(A.trust(ME, 1, NOW, FRIEND.public_key, True), A.rating(FRIEND, 1, NOW, "pkg:ok", 5))
+    for i in range(300):
+        s = ident(7000 + i)
+        g.add(A.flag(s, 1, NOW, "pkg:ok", H, "fake"))
+        g.add(A.audit(s, 2, NOW, "pkg:ok", False, H))
+        g.add(A.revoke(s, 3, NOW, "pkg:ok"))  # a stranger claiming to be the publisher
+    assessed = g.assess("pkg:ok")
+    assert assessed.tier == TRUSTED
+    assert assessed.ignored == 900
+    assert "900 attestation(s) from peers outside your web of trust ignored" in assessed.reasons
