@@ -188,6 +188,25 @@ class SimNetwork:
         self.t0 = 0.0  # trio clock at start; trio's clock is not time.monotonic()
         self.log: list[dict[str, Any]] = []  # fault and lifecycle events, for the report
 
+    @classmethod
+    def from_section(
+        cls,
+        net: dict[str, Any],
+        run_dir: Path,
+        seed: int,
+        node_options: dict[str, Any] | None = None,
+    ) -> SimNetwork:
+        """A network from a scenario's ``[network]`` section."""
+        return cls(
+            run_dir,
+            int(net["nodes"]),
+            seed=seed,
+            seeds=int(net["seeds"]),
+            nodes_per_worker=int(net["nodes_per_worker"]),
+            join_batch=int(net["join_batch"]),
+            node_options=node_options,
+        )
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator[SimNetwork]:
         """Start the worker processes; on exit shut them down (kill after a timeout)."""

@@ -48,18 +48,6 @@ def key_of(seed: int, k: int) -> bytes:
     return hashlib.sha256(f"bitterbot-simnet/{seed}/key/{k}".encode()).digest()
 
 
-def network_of(scenario: Scenario, run_dir: Path) -> SimNetwork:
-    net = scenario.section("network")
-    return SimNetwork(
-        run_dir,
-        int(net["nodes"]),
-        seed=scenario.seed,
-        seeds=int(net["seeds"]),
-        nodes_per_worker=int(net["nodes_per_worker"]),
-        join_batch=int(net["join_batch"]),
-    )
-
-
 async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     rng = random.Random(scenario.seed)
     work = scenario.section("workload")
@@ -68,7 +56,8 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     net_cfg = scenario.section("network")
     duration = float(work["duration_s"])
 
-    async with network_of(scenario, run_dir).running() as net:
+    network = SimNetwork.from_section(net_cfg, run_dir, scenario.seed)
+    async with network.running() as net:
         if net_cfg["delay_ms"] or net_cfg["loss"]:
             await net.set_shim(float(net_cfg["delay_ms"]), float(net_cfg["loss"]))
         n_late = min(int(work["late_nodes"]), len(net.nodes) - net.n_seeds - 1)

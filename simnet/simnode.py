@@ -22,6 +22,7 @@ import trio
 from bitterbot.node.home import KEY_FILE, Home, write_private
 from bitterbot.protocol.errors import BitterbotError, ValidationError
 from bitterbot.protocol.identity import Identity
+from bitterbot.simnet.simnode_rep import RepActions
 
 logger = logging.getLogger("bitterbot.simnet")
 
@@ -29,7 +30,7 @@ STORE_MAP_SIZE = 64 * 1024 * 1024
 MAX_LOOKUP_TIMEOUT_S = 120.0
 
 
-class SimNode:
+class SimNode(RepActions):
     def __init__(
         self,
         index: int,
@@ -48,6 +49,7 @@ class SimNode:
         self.options = options
         self.port = port
         self.p2p: Any = None
+        self.rep: Any = None
         self.denied: set[str] = set()
 
     @classmethod
@@ -87,6 +89,8 @@ class SimNode:
             self.p2p = P2PHost(identity, config, store=store)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.p2p.run)
+                if self.options.get("reputation"):
+                    await self.start_reputation(nursery, store, identity)
                 with trio.move_on_after(float(self.options.get("join_timeout_s", 15.0))):
                     await self.p2p.bootstrapped.wait()
                 addrs = self._dialable_addrs()
@@ -104,6 +108,8 @@ class SimNode:
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = self.p2p.status()
         status["denied_ips"] = sorted(self.denied)
+        if self.rep is not None:
+            status["reputation"] = self.rep.status()
         return status
 
     # --- actions the coordinator can ask for --------------------------------------
