@@ -115,6 +115,9 @@ SETTINGS: list[Setting] = [
         "skills.max_package_bytes", 64 * 1024 * 1024, "largest skill package accepted", _as_int
     ),
     Setting("skills.seed_installed", True, "serve installed free skills to other peers", _as_bool),
+    Setting("skills.deadline_ms", 10_000, "wall-clock limit of one WASM skill run (ms)", _as_int),
+    Setting("skills.memory_mb", 64, "memory cap of one WASM skill run (MiB)", _as_int),
+    Setting("skills.fuel", 10_000_000_000, "instruction budget (fuel) of one WASM skill run", _as_int),
     Setting(
         "market.reannounce_s", 3600, "seconds between re-announcements of published skills", _as_int
     ),

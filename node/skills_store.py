@@ -74,12 +74,20 @@ def packages_dir(home_path: Path) -> Path:
 
 def open_manager(home_path: Path, store: Store, settings: Any = None) -> Any:
     """A :class:`~bitterbot.agent.skills.SkillManager` for a node home and its store."""
+    from bitterbot.agent.sandbox import SandboxLimits
     from bitterbot.agent.skills import SkillManager
     from bitterbot.protocol.skillpkg import Limits
 
-    limits = Limits()
+    limits, sandbox_limits = Limits(), SandboxLimits()
     if settings is not None:
         limits = Limits(max_package_bytes=int(settings["skills.max_package_bytes"]))
-    manager = SkillManager(skills_dir(home_path), LmdbSkillRecords(store), limits=limits)
+        sandbox_limits = SandboxLimits(
+            fuel=int(settings.get("skills.fuel", sandbox_limits.fuel)),
+            deadline_ms=int(settings.get("skills.deadline_ms", sandbox_limits.deadline_ms)),
+            memory_bytes=int(settings.get("skills.memory_mb", 64)) << 20,
+        )
+    manager = SkillManager(
+        skills_dir(home_path), LmdbSkillRecords(store), limits=limits, sandbox_limits=sandbox_limits
+    )
     manager.install_builtins()  # cheap when they are up to date
     return manager
