@@ -207,6 +207,7 @@ class SkillOffer:
     version_min: str
     version_below: str
     content_key: bytes
+    publisher: bytes = b""  # empty: this node's key signs the licenses
 
 
 ServiceHandler = Callable[[bytes], Awaitable[bytes]]
@@ -263,6 +264,8 @@ class PaymentsBase:
         self.committer = GroupCommitter(store, max_batch)
         open_databases(store, (CHANNELS, PEER_CHANNEL, SOLD, BOUGHT, OFFERS))
         self.services: dict[str, Service] = {}
+        #: publisher keys other than the node key, loaded by offer_skill (kept in memory only)
+        self.publishers: dict[bytes, Identity] = {identity.public_key: identity}
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         #: test hook: called with a step name ("voucher_sent") during a purchase
         self.fault_hook: Callable[[str], None] | None = None

@@ -39,6 +39,7 @@ from bitterbot.protocol.errors import (
     NotFoundError,
     PaymentError,
 )
+from bitterbot.protocol.identity import Identity
 
 
 class SellerSide(PaymentsBase):
@@ -53,15 +54,22 @@ class SellerSide(PaymentsBase):
         *,
         version_min: str = "0.0.0",
         version_below: str = "999999999.0.0",
+        publisher: Identity | None = None,
     ) -> SkillOffer:
-        """Sell ``skill`` (published by this node's key) for ``price``; persisted."""
+        """Sell ``skill`` for ``price``; the offer is persisted.
+
+        Licenses are signed by ``publisher`` (default: the node key). A separate publisher
+        key is held in memory only: after a restart, offer the skill again to load it.
+        """
         if isinstance(price, bool) or not isinstance(price, int) or price <= 0:
             raise PaymentError("a price is a positive integer in the smallest unit")
         if len(content_key) != paidpkg.KEY_SIZE:
             raise PaymentError("a content key is 32 bytes")
         if lic.parse_version(version_min) >= lic.parse_version(version_below):
             raise PaymentError(f"empty version range {version_min} .. {version_below}")
-        offer = SkillOffer(skill, price, version_min, version_below, content_key)
+        signer = publisher or self.identity
+        self.publishers[signer.public_key] = signer
+        offer = SkillOffer(skill, price, version_min, version_below, content_key, signer.public_key)
         self.store.transact(lambda txn: txn.put(OFFERS, skill, offer.__dict__))
         return offer
 
@@ -168,7 +176,7 @@ class SellerSide(PaymentsBase):
         offer = self.offer(expect_map(m, "quote", {"skill": str})["skill"])
         return {
             "price": offer.price,
-            "publisher": self.me,
+            "publisher": offer.publisher or self.me,
             "versions": {"min": offer.version_min, "below": offer.version_below},
         }
 
@@ -244,8 +252,15 @@ class SellerSide(PaymentsBase):
         offer = self.offer(m["skill"])
         if voucher.ref != m["purchase"]:
             raise PriceError("the voucher pays for another purchase")
+        signer = self.publishers.get(offer.publisher or self.me)
+        if signer is None:
+            raise PaymentError(
+                f"the publisher key of {offer.skill!r} is not loaded on the seller",
+                hint="the seller must offer the skill again after a restart",
+                code="publisher_key_missing",
+            )
         license_ = lic.issue_license(
-            self.identity,
+            signer,
             skill=offer.skill,
             buyer=payer,
             version_min=offer.version_min,

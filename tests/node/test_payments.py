@@ -461,3 +461,17 @@ async def test_api_refuses_float_amounts_and_reports_payments_not_running(
         resp = await client.post("/v1/pay/close", json={"target": "deadbeefdeadbeef"})
         assert resp.status_code == 404
     store.close()
+
+
+async def test_license_is_signed_by_a_separate_publisher_key(
+    pair: tuple[Payments, Payments],
+) -> None:
+    buyer, seller = pair
+    publisher = Identity.generate()
+    seller.offer_skill("lint", 99, KEY, publisher=publisher)
+    got = await buyer.purchase(seller.p2p.peer_id, "lint", "3.1.0", max_price=99)
+    assert got.license.publisher == publisher.public_key
+    found = buyer.license_for("lint", "3.1.0", publisher=publisher.public_key)
+    assert found.content_key == KEY
+    with pytest.raises(NoLicenseError):
+        buyer.license_for("lint", "3.1.0", publisher=seller.me)  # not the skill's publisher
