@@ -255,8 +255,10 @@ class LlamaBackend:
 
                 criteria = llama_cpp.StoppingCriteriaList([lambda _ids, _logits: stop.is_set()])
                 text: list[str] = []
-                finish = "length"
+                reason = "length"
                 with loaded.lock:
+                    if stop.is_set():  # given up while another request held the model
+                        return Chunk(text="", finish_reason="cancelled", tokens_in=len(tokens))
                     for part in loaded.llm.create_completion(
                         tokens, stream=True, stopping_criteria=criteria, **kwargs
                     ):
@@ -265,7 +267,7 @@ class LlamaBackend:
                             text.append(choice["text"])
                             trio_token.run_sync_soon(send.send_nowait, Chunk(text=choice["text"]))
                         if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
+                            reason = choice["finish_reason"]
                     out = "".join(text)
                     n_out = (
                         len(loaded.llm.tokenize(out.encode("utf-8"), add_bos=False, special=False))
@@ -273,10 +275,10 @@ class LlamaBackend:
                         else 0
                     )
                 if stop.is_set():
-                    finish = "cancelled"
-                return Chunk(text="", finish_reason=finish, tokens_in=len(tokens), tokens_out=n_out)
+                    reason = "cancelled"
+                return Chunk(text="", finish_reason=reason, tokens_in=len(tokens), tokens_out=n_out)
 
-            def finish(result: outcome.Outcome[Chunk]) -> None:  # in the trio thread
+            def hand_over(result: outcome.Outcome[Chunk]) -> None:  # in the trio thread
                 if isinstance(result, outcome.Error):  # the consumer re-raises it
                     send.send_nowait(_Failed(result.error))
                 else:
@@ -284,10 +286,8 @@ class LlamaBackend:
                 send.close()
                 done.set()
 
-            def deliver(
-                result: outcome.Outcome[Chunk],
-            ) -> None:  # in the worker thread, when produce() ends
-                trio_token.run_sync_soon(finish, result)
+            def deliver(result: outcome.Outcome[Chunk]) -> None:  # worker thread, at the end
+                trio_token.run_sync_soon(hand_over, result)
 
             trio.lowlevel.start_thread_soon(produce, deliver, name=f"llama.cpp {self.model}")
             try:

