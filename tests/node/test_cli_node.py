@@ -124,6 +124,14 @@ def test_sigint_stops_a_joined_node_cleanly_and_restart_keeps_the_peer_id(tmp_pa
 
     again = nodes(tmp_path / "b")  # no --seed: reconnects from the known-peer book
     assert again.wait_ready()["peer_id"] == info["peer_id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status = json.loads(run("node", "status", "--json", "--home", str(tmp_path / "b")).stdout)
+        if seed_info["peer_id"] in status["connected_peers"]:
+            break
+        time.sleep(0.3)
+    assert seed_info["peer_id"] in status["connected_peers"]
+    assert status["seeds"] == []
     code, out, err, _ = seed.terminate()
     assert code == 0 and "Traceback" not in err, err
 
