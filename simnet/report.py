@@ -84,9 +84,10 @@ def _plot_scores(path: Path, scores: dict[str, list[float]], title: str) -> None
 
     fig, ax = plt.subplots(figsize=(6, 4))
     names = list(scores)
-    ax.boxplot([scores[n] for n in names], labels=names)
+    ax.boxplot([scores[n] for n in names])
+    ax.set_xticks(range(1, len(names) + 1), names)
     ax.set_title(title)
-    ax.set_ylabel("trust score")
+    ax.set_ylabel("trust weight behind the skill")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

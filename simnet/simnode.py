@@ -169,6 +169,11 @@ class SimNode(RepActions):
         self.denied.clear()
         return {"allowed": healed}
 
+    async def action_connect(self, addr: str) -> str:
+        """Dial ``addr`` (``.../p2p/<id>``); returns the peer ID."""
+        peer: str = await self.p2p.connect(str(addr))
+        return peer
+
     async def action_connected(self) -> list[str]:
         peers: list[str] = self.p2p.connected_peers()
         return peers
