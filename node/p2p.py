@@ -691,6 +691,10 @@ class P2PHost:
         are dropped before the validator runs.
         """
         self._require_running()
+        if topic in self._pubsub.topic_ids:
+            raise ValidationError(
+                f"already subscribed to {topic!r}", hint="one subscription per topic per node"
+            )
         limit = self.config.max_gossip_bytes
 
         async def check(forwarder: Any, msg: Any) -> bool:

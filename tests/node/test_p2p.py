@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitterbot.node.p2p import NET_PROTOCOL
+from bitterbot.protocol.errors import BitterbotError, DecodeError
 
 
 async def test_nodes_given_only_a_seed_find_each_other(p2p_factory, wait_until):
@@ -222,3 +225,75 @@ async def test_a_plain_libp2p_kademlia_peer_is_kept_out_of_the_routing_table(
             assert outsider_id not in a.routing_table_peers()
             assert b.peer_id in a.routing_table_peers()
             await outsider.close()
+
+
+class _BytesStream:
+    """In-memory byte source for framing edge cases (the real-stream case is tested above)."""
+
+    def __init__(self, data: bytes, chunk: int = 3) -> None:
+        self.data = data
+        self.chunk = chunk
+        self.read_bytes = 0
+        self.written = b""
+
+    async def read(self, n: int | None = None) -> bytes:
+        n = self.chunk if n is None else min(n, self.chunk)
+        out, self.data = self.data[:n], self.data[n:]
+        self.read_bytes += len(out)
+        return out
+
+    async def write(self, data: bytes) -> None:
+        self.written += data
+
+
+async def test_framing_round_trips_and_checks_the_length_before_the_body():
+    import pytest
+
+    from bitterbot.node import framing
+
+    out = _BytesStream(b"")
+    await framing.write_frame(out, b"a" * 300)
+    await framing.write_message(out, {"k": [1, b"x"]})
+    src = _BytesStream(out.written)
+    assert await framing.read_frame(src) == b"a" * 300
+    assert await framing.read_message(src) == {"k": [1, b"x"]}
+
+    huge = _BytesStream(framing.encode_varint(10_000_000) + b"z" * 5000)
+    with pytest.raises(framing.FrameTooLarge):
+        await framing.read_frame(huge, max_size=1024)
+    assert huge.read_bytes == 4  # only the prefix was read
+    with pytest.raises(framing.FrameTooLarge):
+        await framing.write_frame(_BytesStream(b""), b"x" * 11, max_size=10)
+    with pytest.raises(framing.StreamClosed):
+        await framing.read_frame(_BytesStream(framing.encode_varint(10) + b"short"))
+    with pytest.raises(DecodeError):
+        await framing.read_frame(_BytesStream(b"\xff" * 6))
+    with pytest.raises(DecodeError):
+        await framing.read_frame(_BytesStream(b"\x80\x00"))  # non-minimal length
+
+
+async def test_framing_times_out_on_a_peer_that_stalls():
+    import pytest
+
+    from bitterbot.node import framing
+
+    class Stalled(_BytesStream):
+        async def read(self, n=None):
+            await trio.sleep_forever()
+
+    with pytest.raises(framing.FrameTimeout):
+        await framing.read_frame(Stalled(b""), timeout=0.2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_framing_never_fails_on_arbitrary_bytes_with_a_foreign_error(data):
+    from bitterbot.node import framing
+
+    async def read():
+        try:
+            return await framing.read_message(_BytesStream(data), max_size=32, timeout=1)
+        except BitterbotError:
+            return None
+
+    trio.run(read)
