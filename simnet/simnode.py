@@ -22,6 +22,7 @@ import trio
 from bitterbot.node.home import KEY_FILE, Home, write_private
 from bitterbot.protocol.errors import BitterbotError, ValidationError
 from bitterbot.protocol.identity import Identity
+from bitterbot.simnet.simnode_pay import PayActions
 from bitterbot.simnet.simnode_rep import RepActions
 
 logger = logging.getLogger("bitterbot.simnet")
@@ -30,7 +31,7 @@ STORE_MAP_SIZE = 64 * 1024 * 1024
 MAX_LOOKUP_TIMEOUT_S = 120.0
 
 
-class SimNode(RepActions):
+class SimNode(RepActions, PayActions):
     def __init__(
         self,
         index: int,
@@ -50,6 +51,7 @@ class SimNode(RepActions):
         self.port = port
         self.p2p: Any = None
         self.rep: Any = None
+        self.pay: Any = None
         self.denied: set[str] = set()
 
     @classmethod
@@ -91,6 +93,8 @@ class SimNode(RepActions):
                 await nursery.start(self.p2p.run)
                 if self.options.get("reputation"):
                     await self.start_reputation(nursery, store, identity)
+                if self.options.get("payments"):
+                    await self.start_payments(nursery, store, identity)
                 with trio.move_on_after(float(self.options.get("join_timeout_s", 15.0))):
                     await self.p2p.bootstrapped.wait()
                 addrs = self._dialable_addrs()
