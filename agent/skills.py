@@ -46,6 +46,7 @@ from bitterbot.protocol.skill_manifest import (
     Manifest,
     Permissions,
     compare_versions,
+    parse_skill_md,
     permissions_from_obj,
     reveal_invisible,
 )
@@ -226,7 +227,7 @@ class SkillManager:
             self._sandbox = None
 
     # --- queries --------------------------------------------------------------------
-    def list(self) -> list[dict[str, Any]]:
+    def installed(self) -> list[dict[str, Any]]:
         return self.records.all()
 
     def get(self, name: str) -> dict[str, Any]:
@@ -446,8 +447,7 @@ class SkillManager:
                     hint="start the agent runtime (bitterbot node start) or pass a model",
                     code="model_unavailable",
                 )
-            body = self.prompt_text(name)
-            body = body.split("\n---", 1)[1].split("\n", 1)[1] if body.startswith("---") else body
+            body = parse_skill_md(self.prompt_text(name).encode("utf-8")).body
             text = await _maybe_await(generate(render_prompt(body, user_input), max_tokens))
             return SkillOutput(name, "prompt", str(text), elapsed_ms=(time.monotonic() - t0) * 1000)
         return await self._run_wasm(record, user_input, generate, search, net, folders)

@@ -65,7 +65,7 @@ def _generate(ctx: NodeContext) -> Any:
 
 def routes(ctx: NodeContext) -> list[BaseRoute]:
     async def list_skills(_request: Request) -> JSONResponse:
-        return JSONResponse([_row(r) for r in _manager(ctx).list()])
+        return JSONResponse([_row(r) for r in _manager(ctx).installed()])
 
     async def show_skill(request: Request) -> JSONResponse:
         from bitterbot.protocol.skill_manifest import reveal_invisible

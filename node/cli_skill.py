@@ -247,7 +247,7 @@ def import_command(
 def list_command(cli_ctx: CliContext, as_json: bool) -> None:
     """Installed skills."""
     with _manager(cli_ctx) as manager:
-        rows = [_row(r) for r in manager.list()]
+        rows = [_row(r) for r in manager.installed()]
     if as_json:
         print_json(rows)
         return

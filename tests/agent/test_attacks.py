@@ -381,7 +381,7 @@ def test_tampered_package_byte_is_refused(manager: SkillManager) -> None:
     data[data.index(b"Summarize")] ^= 0x01
     with pytest.raises(SignatureError, match="tampered"):
         manager.install(bytes(data), accept_declared)
-    assert manager.list() == []
+    assert manager.installed() == []
 
 
 def test_package_signed_by_another_key_is_refused(manager: SkillManager) -> None:
@@ -397,7 +397,7 @@ def test_package_signed_by_another_key_is_refused(manager: SkillManager) -> None
     forged = Package(archive, seal(SIG_KIND, payload, thief, 1).to_obj()).to_bytes()
     with pytest.raises(SignatureError, match="signed by"):
         manager.install(forged, accept_declared)
-    assert manager.list() == []
+    assert manager.installed() == []
 
 
 def test_downgrade_is_refused_unless_forced(manager: SkillManager) -> None:
@@ -428,7 +428,7 @@ def test_zip_slip_archive_writes_nothing(manager: SkillManager, tmp_path: Path) 
     with pytest.raises(ValidationError, match="not allowed"):
         manager.install(pkg, accept_declared)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path.parent / "evil.txt").exists()
-    assert manager.list() == []
+    assert manager.installed() == []
 
 
 def test_changed_prompt_on_update_needs_consent(manager: SkillManager) -> None:

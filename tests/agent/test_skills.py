@@ -145,7 +145,7 @@ def test_refused_consent_installs_nothing(manager: SkillManager) -> None:
     with pytest.raises(SkillError) as err:
         manager.install(package(Identity.generate()), lambda _r: False)
     assert err.value.code == "consent_refused"
-    assert manager.list() == [] and not any(manager.root.glob("*/SKILL.md"))
+    assert manager.installed() == [] and not any(manager.root.glob("*/SKILL.md"))
 
 
 def test_same_version_with_other_content_is_refused(manager: SkillManager) -> None:

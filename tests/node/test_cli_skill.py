@@ -92,6 +92,20 @@ def test_import_and_errors_are_printed_once_without_traceback(tmp_path: Path) ->
     missing = bb("skill", "run", "nope", "x", home=home)
     assert missing.returncode == 1
     assert "no skill named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+    ok(bb("key", "new", home=home))
+    unsigned = json.loads(
+        ok(bb("skill", "pack", str(folder), "--unsigned", "--json", home=home, cwd=tmp_path))
+    )
+    path = str(tmp_path / unsigned["path"])
+    not_signed = bb("skill", "install", path, "--yes", "--force", home=home)
+    assert not_signed.returncode == 1 and "not signed" in not_signed.stderr
+    assert ok(bb("skill", "sign", path, home=home)).strip() == unsigned["id"]
+    assert (
+        json.loads(ok(bb("skill", "install", path, "--yes", "--force", "--json", home=home)))[
+            "source"
+        ]
+        == "package"
+    )
     unsigned_dir = tmp_path / "nokey"
     unsigned_dir.mkdir()
     nokey = bb("skill", "pack", str(folder), home=tmp_path / "fresh", cwd=unsigned_dir)
