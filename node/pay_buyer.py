@@ -7,6 +7,7 @@ sent, so a crash never makes the payer reuse a nonce or pay one purchase twice.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -127,11 +128,18 @@ class BuyerSide(PaymentsBase):
         return await self._open_locked(peer, max(self.default_capacity, need))
 
     def _sign_and_record(
-        self, cid: bytes, amount: int, ref: bytes, bought: dict[str, Any]
+        self,
+        cid: bytes,
+        amount: int,
+        ref: bytes,
+        bought: dict[str, Any],
+        also: Callable[[Txn], None] | None = None,
     ) -> ch.Voucher:
-        """Sign the next voucher and persist it with the purchase, in one transaction."""
+        """Sign the next voucher and persist it with the purchase (and ``also``), atomically."""
 
         def fn(txn: Txn) -> ch.Voucher:
+            if also is not None:
+                also(txn)
             rec = txn.get(CHANNELS, cid)
             payer = ch.PayerChannel(channel_state(rec), self.identity)
             voucher = payer.pay(amount, ref)
@@ -168,10 +176,7 @@ class BuyerSide(PaymentsBase):
                 return self._purchase_from(pid, rec)
             await self._finish_pending(peer, skip=pid)
             if rec is None:
-                quote = await self.request(peer, {"t": "quote", "skill": skill})
-                price = quote.get("price")
-                if isinstance(price, bool) or not isinstance(price, int) or price <= 0:
-                    raise PaymentError("the seller quoted no valid price")
+                price = (await self.quote_skill(peer, skill))["price"]
                 if price > max_price:
                     raise PriceTooHighError(
                         f"{skill} costs {price}, more than the {max_price} you allowed",
@@ -185,7 +190,29 @@ class BuyerSide(PaymentsBase):
                 assert rec is not None
             return await self._complete(pid, rec)
 
-    async def _finish_pending(self, peer: str, skip: bytes) -> None:
+    async def quote_skill(self, peer: str, skill: str) -> dict[str, Any]:
+        """Price, version range, publisher and revenue shares, to show before buying."""
+        quote = await self.request(peer, {"t": "quote", "skill": skill})
+        price = quote.get("price")
+        if isinstance(price, bool) or not isinstance(price, int) or price <= 0:
+            raise PaymentError("the seller quoted no valid price")
+        share = quote.get("publisher_share", price)
+        if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share <= price:
+            raise PaymentError("the seller quoted an invalid publisher share")
+        return {
+            "price": price,
+            "publisher_share": share,
+            "splits": quote.get("splits", []),
+            "versions": quote.get("versions"),
+            "publisher": quote.get("publisher"),
+        }
+
+    async def _finish_pending(self, peer: str, skip: bytes = b"") -> None:
+        """Resend what was signed for ``peer`` but never acknowledged (a crash, a lost reply).
+
+        Runs before any new voucher to ``peer`` is signed: vouchers are cumulative, so the
+        payee must have taken every earlier one before the next one prices correctly.
+        """
         with self.store.read() as txn:
             pending = [
                 (k, v)
@@ -195,6 +222,18 @@ class BuyerSide(PaymentsBase):
         for pid, rec in pending:
             if rec["kind"] == "skill":
                 await self._complete(pid, rec)
+            elif rec["kind"] == "call":
+                await self._send_call(pid, rec)
+            else:
+                await self._resend_plain(pid, rec)
+
+    async def _resend_plain(self, ref: bytes, rec: dict[str, Any]) -> None:
+        voucher = ch.Voucher.from_obj(rec["voucher"])
+        try:
+            await self.send_voucher(rec["peer"], voucher)
+        except (ch.ReplayedVoucherError, ch.LowerCumulativeError):
+            pass  # the payee took it (or a later one covering it) before the reply was lost
+        await self.store.run(lambda txn: txn.delete(BOUGHT, ref))
 
     async def _complete(self, pid: bytes, rec: dict[str, Any]) -> Purchase:
         voucher = ch.Voucher.from_obj(rec["voucher"])
@@ -265,25 +304,27 @@ class BuyerSide(PaymentsBase):
             raise PriceTooHighError(f"{service} costs {price} per call, over {max_price}")
         call_id = os.urandom(16)
         async with self._locks[peer]:
+            await self._finish_pending(peer)
             cid = await self._channel_for(peer, price)
             bought = {"kind": "call", "peer": peer, "service": service, "price": price}
-            voucher = await trio.to_thread.run_sync(
-                self._sign_and_record, cid, price, call_id, bought
-            )
-        reply = await self.request(
-            peer,
-            {
-                "t": "call",
-                "service": service,
-                "id": call_id,
-                "voucher": voucher.to_obj(),
-                "input": data,
-            },
-        )
-        output = reply.get("output")
+            bought["input"] = data
+            await trio.to_thread.run_sync(self._sign_and_record, cid, price, call_id, bought)
+            rec = self.bought(call_id)
+            assert rec is not None
+            return await self._send_call(call_id, rec)
+
+    async def _send_call(self, call_id: bytes, rec: dict[str, Any]) -> bytes:
+        req = {
+            "t": "call",
+            "service": rec["service"],
+            "id": call_id,
+            "voucher": rec["voucher"],
+            "input": rec["input"],
+        }
+        output = (await self.request(rec["peer"], req)).get("output")
         if not isinstance(output, bytes):
             raise PaymentError("the service returned no output")
-        await self.store.run(lambda txn: txn.put(BOUGHT, call_id, {**bought, "state": "done"}))
+        await self.store.run(lambda txn: txn.delete(BOUGHT, call_id))
         return output
 
     async def send_voucher(self, peer: str, voucher: ch.Voucher) -> int:
@@ -295,6 +336,7 @@ class BuyerSide(PaymentsBase):
     async def pay(self, peer: str, amount: int) -> ch.Voucher:
         """Pay ``amount`` to ``peer`` over its channel (a tip, or what a caller metered)."""
         async with self._locks[peer]:
+            await self._finish_pending(peer)
             cid = await self._channel_for(peer, amount)
             ref = os.urandom(16)
             voucher = await trio.to_thread.run_sync(

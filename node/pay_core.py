@@ -13,7 +13,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -40,7 +40,8 @@ CHANNELS = "pay.channels"  # channel ID -> channel record (both roles)
 PEER_CHANNEL = "pay.peer_channel"  # payer: payee peer ID -> current channel ID
 SOLD = "pay.sold"  # payee: payer key + purchase/call ID -> what was delivered
 BOUGHT = "pay.bought"  # payer: purchase/call ID -> voucher, then license and key
-OFFERS = "pay.offers"  # payee: skill name -> price, versions, content key
+OFFERS = "pay.offers"  # payee: skill name -> price, versions, content key, splits
+OWED = "pay.owed"  # payee: co-author/auditor key -> revenue share not yet forwarded
 
 PAYER, PAYEE = "payer", "payee"
 OPENING = "opening"
@@ -208,6 +209,12 @@ class SkillOffer:
     version_below: str
     content_key: bytes
     publisher: bytes = b""  # empty: this node's key signs the licenses
+    splits: list[list[Any]] = field(default_factory=list)  # [[key, basis points], ...]
+
+    def shares(self) -> list[tuple[bytes, int]]:
+        """(key, amount) per party of one sale; the publisher's part first."""
+        publisher = self.publisher or b"\x00" * 32
+        return lic.revenue_split(self.price, publisher, [(k, b) for k, b in self.splits])
 
 
 ServiceHandler = Callable[[bytes], Awaitable[bytes]]
@@ -262,7 +269,7 @@ class PaymentsBase:
         self.dispute_window_ms = dispute_window_ms
         self.require_deposit = require_deposit
         self.committer = GroupCommitter(store, max_batch)
-        open_databases(store, (CHANNELS, PEER_CHANNEL, SOLD, BOUGHT, OFFERS))
+        open_databases(store, (CHANNELS, PEER_CHANNEL, SOLD, BOUGHT, OFFERS, OWED))
         self.services: dict[str, Service] = {}
         #: publisher keys other than the node key, loaded by offer_skill (kept in memory only)
         self.publishers: dict[bytes, Identity] = {identity.public_key: identity}

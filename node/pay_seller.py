@@ -6,16 +6,22 @@ delivered: license, sealed content key, call output.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import trio
+
 from bitterbot.node import framing
 from bitterbot.node.pay_core import (
+    BOUGHT,
     CHANNELS,
     MAX_CALL_IO,
     MAX_REPLY,
     MAX_REQUEST,
     OFFERS,
+    OWED,
     PAYEE,
     REQUEST_TIMEOUT_S,
     SOLD,
@@ -36,13 +42,16 @@ from bitterbot.protocol.codec import expect_map
 from bitterbot.protocol.errors import (
     BitterbotError,
     DecodeError,
+    NetworkError,
     NotFoundError,
     PaymentError,
 )
 from bitterbot.protocol.identity import Identity
 
+logger = logging.getLogger(__name__)
 
-class SellerSide(PaymentsBase):
+
+class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
     """The payee: sells skills and metered services over channels others open to it."""
 
     # --- payee: offers ------------------------------------------------------------------
@@ -55,6 +64,7 @@ class SellerSide(PaymentsBase):
         version_min: str = "0.0.0",
         version_below: str = "999999999.0.0",
         publisher: Identity | None = None,
+        splits: list[tuple[bytes, int]] | None = None,
     ) -> SkillOffer:
         """Sell ``skill`` for ``price``; the offer is persisted.
 
@@ -69,7 +79,16 @@ class SellerSide(PaymentsBase):
             raise PaymentError(f"empty version range {version_min} .. {version_below}")
         signer = publisher or self.identity
         self.publishers[signer.public_key] = signer
-        offer = SkillOffer(skill, price, version_min, version_below, content_key, signer.public_key)
+        offer = SkillOffer(
+            skill,
+            price,
+            version_min,
+            version_below,
+            content_key,
+            signer.public_key,
+            [[k, b] for k, b in splits or []],
+        )
+        offer.shares()  # refuses bad keys and shares over 100%
         self.store.transact(lambda txn: txn.put(OFFERS, skill, offer.__dict__))
         return offer
 
@@ -177,6 +196,8 @@ class SellerSide(PaymentsBase):
         return {
             "price": offer.price,
             "publisher": offer.publisher or self.me,
+            "publisher_share": offer.shares()[0][1],
+            "splits": [{"key": k, "bps": b} for k, b in offer.splits],
             "versions": {"min": offer.version_min, "below": offer.version_below},
         }
 
@@ -289,6 +310,9 @@ class SellerSide(PaymentsBase):
             _, crec = self._apply_voucher(txn, voucher, offer.price)
             txn.put(CHANNELS, voucher.channel, crec)
             txn.put(SOLD, sold_key, sold)
+            for key, amount in offer.shares()[1:]:
+                if amount:
+                    txn.put(OWED, key, int(txn.get(OWED, key, 0)) + amount)
             return sold
 
         out = await self.committer.submit(fn)
@@ -350,4 +374,40 @@ class SellerSide(PaymentsBase):
             txn.put(CHANNELS, cid, r)
 
         await self.store.run(mark)
+        return paid
+
+    # --- revenue shares ----------------------------------------------------------------
+    def owed(self) -> dict[bytes, int]:
+        with self.store.read() as txn:
+            return {k: int(v) for k, v in txn.items(OWED) if v}
+
+    async def forward_shares(self) -> dict[str, int]:
+        """Pay every owed revenue share to its holder over a channel; returns what was paid.
+
+        The owed amount drops in the same transaction that signs the voucher, and the
+        voucher is resent until acknowledged, so a share is paid once, crash or not. A
+        holder that cannot be reached keeps its share owed for the next round.
+        """
+        paid: dict[str, int] = {}
+        for key, amount in self.owed().items():
+            peer = peer_id_from_public_key(key)
+
+            def take(txn: Txn, key: bytes = key, amount: int = amount) -> None:
+                txn.put(OWED, key, int(txn.get(OWED, key, 0)) - amount)
+
+            try:
+                async with self._locks[peer]:
+                    await self._finish_pending(peer)
+                    cid = await self._channel_for(peer, amount)
+                    ref = os.urandom(16)
+                    rec = {"kind": "share", "peer": peer}
+                    voucher = await trio.to_thread.run_sync(
+                        self._sign_and_record, cid, amount, ref, rec, take
+                    )
+                    await self.send_voucher(peer, voucher)
+                    await self.store.run(lambda txn, ref=ref: txn.delete(BOUGHT, ref))
+            except (NetworkError, PaymentError) as exc:
+                logger.info("revenue share for %s not forwarded yet: %s", peer, exc)
+                continue
+            paid[peer] = amount
         return paid

@@ -34,6 +34,7 @@ from bitterbot.node.pay_core import (
     BOUGHT,
     CHANNELS,
     OFFERS,
+    OWED,
     PEER_CHANNEL,
     PROTOCOL_ID,
     SOLD,
@@ -62,11 +63,23 @@ from bitterbot.protocol.identity import Identity
 class Payments(SellerSide, BuyerSide):
     """One node's payments: payee (serves the protocol) and payer (opens, buys, calls, closes)."""
 
+    #: seconds between attempts to forward owed revenue shares
+    forward_interval_s: float = 60.0
+
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve the protocol (when a P2PHost is attached) and run group commits."""
+        """Serve the protocol (when a P2PHost is attached), run group commits, forward shares."""
         if self.p2p is not None:
             self.p2p.set_stream_handler(PROTOCOL_ID, self.handle_stream)
-        await self.committer.run(task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.committer.run)
+            nursery.start_soon(self._forward_loop)
+            task_status.started()
+
+    async def _forward_loop(self) -> None:
+        while True:
+            await trio.sleep(self.forward_interval_s)
+            if self.p2p is not None and self.owed():
+                await self.forward_shares()
 
 
 # --- adversaries (simnet's cheaters scenario) ---------------------------------------------
@@ -157,6 +170,7 @@ __all__ = [
     "GroupCommitter",
     "NoLicenseError",
     "OFFERS",
+    "OWED",
     "PEER_CHANNEL",
     "PROTOCOL_ID",
     "Payments",

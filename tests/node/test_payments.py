@@ -475,3 +475,59 @@ async def test_license_is_signed_by_a_separate_publisher_key(
     assert found.content_key == KEY
     with pytest.raises(NoLicenseError):
         buyer.license_for("lint", "3.1.0", publisher=seller.me)  # not the skill's publisher
+
+
+async def test_revenue_shares_are_shown_and_forwarded_once(
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    pair: tuple[Payments, Payments],
+    p2p_factory: Any,
+    dial_addr: Any,
+    ledger: LedgerBackend,
+) -> None:
+    buyer, seller = pair
+    host = await p2p_factory("coauthor")
+    coauthor = Payments(
+        Home(tmp_path / "coauthor").identity(),
+        Store(tmp_path / "coauthor-pay"),
+        ledger,
+        p2p=host,
+        dispute_window_ms=1000,
+    )
+    await nursery.start(coauthor.run)
+    await seller.p2p.connect(dial_addr(host))
+    ledger.faucet_sync(seller.me, GRANT)
+    seller.offer_skill("audited", 500, KEY, splits=[(coauthor.me, 2000)])
+
+    quote = await buyer.quote_skill(seller.p2p.peer_id, "audited")
+    assert quote["price"] == 500 and quote["publisher_share"] == 400
+    await buyer.purchase(seller.p2p.peer_id, "audited", "1.0.0", max_price=500)
+    assert seller.owed() == {coauthor.me: 100}
+
+    assert await seller.forward_shares() == {host.peer_id: 100}
+    assert seller.owed() == {}
+    assert await seller.forward_shares() == {}  # nothing is paid twice
+    (received,) = coauthor.channels()
+    assert received["role"] == "payee" and received["paid"] == 100
+
+
+async def test_unacknowledged_vouchers_are_resent_before_the_next_payment(
+    pair: tuple[Payments, Payments],
+) -> None:
+    """A voucher signed but never sent (crash), and one sent whose reply was lost."""
+    buyer, seller = pair
+    peer = seller.p2p.peer_id
+    first = await buyer.pay(peer, 5)
+    never_sent = await trio.to_thread.run_sync(
+        buyer._sign_and_record, first.channel, 7, b"r1", {"kind": "pay", "peer": peer}
+    )
+    await buyer.pay(peer, 11)  # resends the 7 first, else the payee would see 18 at once
+    assert seller.channels()[0]["paid"] == 23
+    reply_lost = await trio.to_thread.run_sync(
+        buyer._sign_and_record, first.channel, 13, b"r2", {"kind": "pay", "peer": peer}
+    )
+    await buyer.send_voucher(peer, reply_lost)  # delivered, but the record stays pending
+    await buyer.pay(peer, 2)
+    assert seller.channels()[0]["paid"] == 38
+    assert buyer.bought(b"r1") is None and buyer.bought(b"r2") is None
+    assert never_sent.nonce == 2 and reply_lost.nonce == 4
