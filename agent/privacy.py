@@ -407,34 +407,55 @@ class PrivacyGate:
         return _resolve(found)
 
     def redact(self, text: str) -> Redaction:
-        text = text[:MAX_REDACT_CHARS]
-        entities = self.find(text)
+        (redacted,), redaction = self.redact_many([text])
+        return redaction
+
+    def redact_many(self, texts: Sequence[str]) -> tuple[list[str], Redaction]:
+        """Redact several texts (e.g. chat messages) with one shared set of placeholders.
+
+        The returned :class:`Redaction` describes the texts joined by newlines.
+        """
         by_text: dict[tuple[str, str], str] = {}
         numbers: Counter[str] = Counter()
-        pieces: list[str] = []
-        cursor = 0
-        for e in entities:
-            key = (e.type, e.text.lower())
-            if key not in by_text:
-                numbers[e.type] += 1
-                by_text[key] = f"[{e.type}_{numbers[e.type]}]"
-            pieces.append(text[cursor : e.start])
-            pieces.append(by_text[key])
-            cursor = e.end
-        pieces.append(text[cursor:])
-        redacted = "".join(pieces)
+        mapping: dict[str, str] = {}
+        outputs: list[str] = []
+        all_entities: list[Entity] = []
+        offset = 0
+        for raw in texts:
+            text = raw[:MAX_REDACT_CHARS]
+            entities = self.find(text)
+            pieces: list[str] = []
+            cursor = 0
+            for e in entities:
+                key = (e.type, e.text.lower())
+                if key not in by_text:
+                    numbers[e.type] += 1
+                    by_text[key] = f"[{e.type}_{numbers[e.type]}]"
+                mapping.setdefault(by_text[key], e.text)
+                pieces.append(text[cursor : e.start])
+                pieces.append(by_text[key])
+                cursor = e.end
+                all_entities.append(Entity(e.type, e.start + offset, e.end + offset, e.text))
+            pieces.append(text[cursor:])
+            outputs.append("".join(pieces))
+            offset += len(text) + 1
         # a name seen once is hidden everywhere, also where the heuristics missed it
         for (_kind, original), placeholder in sorted(
             by_text.items(), key=lambda kv: -len(kv[0][1])
         ):
             if len(original) >= 3 and original.isalpha():
-                redacted = re.sub(
-                    rf"(?<!\w){re.escape(original)}(?!\w)", placeholder, redacted, flags=re.I
-                )
-        mapping = {}
-        for e in entities:
-            mapping.setdefault(by_text[(e.type, e.text.lower())], e.text)
-        return Redaction(text, redacted, entities, mapping)
+                pattern = re.compile(rf"(?<!\w){re.escape(original)}(?!\w)", re.IGNORECASE)
+                outputs = [pattern.sub(placeholder, out) for out in outputs]
+        original_text = "\n".join(t[:MAX_REDACT_CHARS] for t in texts)
+        return outputs, Redaction(original_text, "\n".join(outputs), all_entities, mapping)
+
+    def redact_messages(
+        self, messages: Sequence[dict[str, str]]
+    ) -> tuple[list[dict[str, str]], Redaction]:
+        """Chat messages with every content redacted (roles kept), and the shared mapping."""
+        contents, redaction = self.redact_many([m["content"] for m in messages])
+        out = [{"role": m["role"], "content": c} for m, c in zip(messages, contents, strict=True)]
+        return out, redaction
 
 
 # --- minimization -----------------------------------------------------------------------
