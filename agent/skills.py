@@ -230,6 +230,14 @@ class SkillManager:
     def installed(self) -> list[dict[str, Any]]:
         return self.records.all()
 
+    def intents(self) -> list[Any]:
+        """What the router trains on: each installed skill's description and examples."""
+        from bitterbot.agent.router import SkillIntent
+
+        return [
+            SkillIntent(r["name"], r["description"], list(r["examples"])) for r in self.installed()
+        ]
+
     def get(self, name: str) -> dict[str, Any]:
         record = self.records.get(name)
         if record is None:

@@ -65,6 +65,9 @@ async def test_builtins_install_and_the_calculator_runs(manager: SkillManager) -
     calc = manager.get("calculator")
     assert calc["source"] == "builtin" and calc["granted"]["files"] == "none"
     assert len(calc["examples"]) >= 5
+    intents = {i.name: i for i in manager.intents()}
+    assert set(intents) == {"calculator", "file-search", "summarize"}
+    assert "convert 5 km to miles" in intents["calculator"].utterances()
 
 
 async def test_file_search_needs_a_granted_folder(manager: SkillManager, tmp_path: Path) -> None:
