@@ -19,9 +19,9 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 from starlette.requests import Request
@@ -35,6 +35,7 @@ from bitterbot.node.context import NodeContext
 from bitterbot.protocol.errors import BitterbotError, TooLargeError, ValidationError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 4 << 20
 MAX_MESSAGES = 1000
@@ -164,6 +165,25 @@ def _runtime(ctx: NodeContext) -> AgentRuntime:
     return runtime
 
 
+async def until_disconnect(request: Request, work: Callable[[], Awaitable[T]]) -> T | None:
+    """Run ``work``, cancelling it if the client goes away first (None then).
+
+    The body has been read, so the next ASGI message is ``http.disconnect``: a client that
+    gives up (Ctrl-C on ``bitterbot ask``, a timeout) stops its generation on the node."""
+    result: list[T] = []
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        result.append(await work())
+        nursery.cancel_scope.cancel()
+    return result[0] if result else None
+
+
 def _finish(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
@@ -188,7 +208,9 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
             )
             events = _sse(runtime, prepared, ident, created, usage)
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-        done = await runtime.complete(prepared)
+        done = await until_disconnect(request, lambda: runtime.complete(prepared))
+        if done is None:
+            return Response(status_code=499)  # client closed the request; nobody reads this
         body = {
             "id": ident,
             "object": "chat.completion",
@@ -235,7 +257,11 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
         if not isinstance(question, str) or not question.strip():
             raise ValidationError("'question' must be non-empty text")
         options = runtime.options(max_tokens=_int(data, "max_tokens", 1, MAX_ANSWER_TOKENS))
-        result = await runtime.ask(question, model=_model_name(data), options=options)
+        result = await until_disconnect(
+            request, lambda: runtime.ask(question, model=_model_name(data), options=options)
+        )
+        if result is None:
+            return Response(status_code=499)
         return JSONResponse(result.as_dict())
 
     return [

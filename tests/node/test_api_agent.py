@@ -192,3 +192,18 @@ async def test_client_disconnect_mid_stream_stops_generation(
     assert produced < 400
     await trio.sleep(0.2)
     assert fake.tokens_produced == produced
+
+
+async def test_client_giving_up_on_ask_stops_generation(
+    serve: Any, wait_until: Callable[..., Any]
+) -> None:
+    fake = FakeBackend(replies=["w " * 400], token_delay=0.02)
+    url, token = await serve(fake_runtime(fake))
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            await c.post("/v1/agent/ask", json={"question": "go", "max_tokens": 1000}, timeout=0.5)
+    await wait_until(lambda: fake.cancelled == 1, timeout=5)
+    produced = fake.tokens_produced
+    assert 0 < produced < 400
+    await trio.sleep(0.2)
+    assert fake.tokens_produced == produced
