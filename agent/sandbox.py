@@ -286,6 +286,8 @@ class Sandbox:
         calls = calls or HostCalls()
         if len(input.encode("utf-8")) > limits.input_bytes:
             raise SkillError(f"input is over {limits.input_bytes} bytes", code="input_too_large")
+        if "\x00" in input:
+            raise SkillError("input contains a NUL character", code="bad_input")
         key, module = self.compile(wasm)
         t0 = time.monotonic()
         pre = self._instance_pre(key, module, calls.granted())
@@ -295,7 +297,14 @@ class Sandbox:
         args = [name, input]
         for grant in folders:
             host = str(Path(grant.path).resolve())
-            wasi.preopen_dir(host, host, fs_mutable=grant.write)
+            try:
+                wasi.preopen_dir(host, host, fs_mutable=grant.write)
+            except wasmtime.WasmtimeError as exc:
+                raise SkillError(
+                    f"cannot open the granted folder {host}",
+                    hint="check that it exists and is readable, or grant another folder",
+                    code="folder_unavailable",
+                ) from exc
             args.append(host)
         wasi.argv = args
         wasi.env = []

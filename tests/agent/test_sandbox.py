@@ -169,3 +169,17 @@ def test_concurrent_runs_do_not_cut_each_others_deadline(sandbox: Sandbox) -> No
         t.join()
     assert not errors, errors
     assert time.monotonic() - t0 < 30
+
+
+def test_bad_inputs_and_missing_folders_are_clear_errors(sandbox: Sandbox, tmp_path) -> None:
+    from bitterbot.agent.sandbox import FolderGrant
+
+    with pytest.raises(SkillError) as err:
+        sandbox.run(CALC, input="1+1\x00rm -rf /")
+    assert err.value.code == "bad_input"
+    with pytest.raises(SkillError) as err:
+        sandbox.run(CALC, input="x" * 70_000)
+    assert err.value.code == "input_too_large"
+    with pytest.raises(SkillError) as err:
+        sandbox.run(CALC, input="1", folders=[FolderGrant(tmp_path / "gone")])
+    assert err.value.code == "folder_unavailable"
