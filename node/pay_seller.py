@@ -38,6 +38,7 @@ from bitterbot.node.store import Txn
 from bitterbot.protocol import channel as ch
 from bitterbot.protocol import license as lic
 from bitterbot.protocol import paidpkg
+from bitterbot.protocol import settlement as rules
 from bitterbot.protocol.codec import expect_map
 from bitterbot.protocol.errors import (
     BitterbotError,
@@ -411,3 +412,29 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
                 continue
             paid[peer] = amount
         return paid
+
+    # --- watching escrows ---------------------------------------------------------------
+    async def watch_closing(self) -> list[bytes]:
+        """Settle our highest voucher on every channel whose payer asked to close alone.
+
+        A payer's close request opens the dispute window; unless the payee settles before
+        it ends, the payer refunds everything. The node runs this every watch interval.
+        """
+        with self.store.read() as txn:
+            ours = [
+                (k, v)
+                for k, v in txn.items(CHANNELS)
+                if v["role"] == PAYEE and v["voucher"] is not None and v["state"] != ch.CLOSED
+            ]
+        settled = []
+        for cid, rec in ours:
+            escrow = await self.backend.escrow(cid)
+            if escrow is None or escrow.state != rules.CLOSING or escrow.settled >= rec["amount"]:
+                continue
+            try:
+                await self.settle(cid)
+            except PaymentError as exc:
+                logger.warning("could not settle channel %s: %s", cid.hex()[:16], exc)
+                continue
+            settled.append(cid)
+        return settled

@@ -63,8 +63,9 @@ from bitterbot.protocol.identity import Identity
 class Payments(SellerSide, BuyerSide):
     """One node's payments: payee (serves the protocol) and payer (opens, buys, calls, closes)."""
 
-    #: seconds between attempts to forward owed revenue shares
-    forward_interval_s: float = 60.0
+    #: seconds between rounds of watching escrows and forwarding owed revenue shares; must
+    #: stay well below the dispute window
+    watch_interval_s: float = 60.0
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the protocol (when a P2PHost is attached), run group commits, forward shares."""
@@ -72,12 +73,13 @@ class Payments(SellerSide, BuyerSide):
             self.p2p.set_stream_handler(PROTOCOL_ID, self.handle_stream)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.committer.run)
-            nursery.start_soon(self._forward_loop)
+            nursery.start_soon(self._watch_loop)
             task_status.started()
 
-    async def _forward_loop(self) -> None:
+    async def _watch_loop(self) -> None:
         while True:
-            await trio.sleep(self.forward_interval_s)
+            await trio.sleep(self.watch_interval_s)
+            await self.watch_closing()
             if self.p2p is not None and self.owed():
                 await self.forward_shares()
 

@@ -167,7 +167,8 @@ async def test_unilateral_close_settles_then_refunds_after_the_window(
     v = await buyer.pay(peer, 300)
     res = await buyer.close_channel(peer, unilateral=True)
     assert res["state"] == ch.CLOSING
-    assert await seller.settle(v.channel) == 300
+    assert await seller.watch_closing() == [v.channel]  # the payee notices and settles
+    assert await seller.watch_closing() == []
     with pytest.raises(Exception) as info:
         await buyer.refund(v.channel.hex())
     assert info.value.code == "dispute_window_open"  # type: ignore[attr-defined]
