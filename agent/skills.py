@@ -246,6 +246,11 @@ class SkillManager:
             )
         return record
 
+    def model_path(self, name: str) -> Path | None:
+        """The GGUF model a skill bundles (installed with it), or None: use the default."""
+        record = self.get(name)
+        return Path(record["dir"]) / record["model"] if record.get("model") else None
+
     def prompt_text(self, name: str) -> str:
         record = self.get(name)
         return (Path(record["dir"]) / SKILL_FILE).read_text(encoding="utf-8")
@@ -547,12 +552,18 @@ def _from_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def runtime_generate(runtime: Any) -> Callable[[str, int], Awaitable[str]]:
-    """A ``generate(prompt, max_tokens)`` over the agent runtime's default local model."""
+def runtime_generate(
+    runtime: Any, model: str | None = None
+) -> Callable[[str, int], Awaitable[str]]:
+    """A ``generate(prompt, max_tokens)`` over the agent runtime's local model.
+
+    ``model``: a skill's bundled GGUF path (see :meth:`SkillManager.model_path`); None is
+    the runtime's default model.
+    """
     from bitterbot.agent.backends import GenerateOptions
 
     async def generate(prompt: str, max_tokens: int) -> str:
-        backend = await runtime.backend()
+        backend = await runtime.backend(model)
         done = await backend.generate(
             [{"role": "user", "content": prompt}], GenerateOptions(max_tokens=max_tokens)
         )

@@ -55,12 +55,13 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in keys}
 
 
-def _generate(ctx: NodeContext) -> Any:
+def _generate(ctx: NodeContext, name: str) -> Any:
     if ctx.agent is None:
         return None
     from bitterbot.agent.skills import runtime_generate
 
-    return runtime_generate(ctx.agent)
+    bundled = _manager(ctx).model_path(name)
+    return runtime_generate(ctx.agent, str(bundled) if bundled else None)
 
 
 def routes(ctx: NodeContext) -> list[BaseRoute]:
@@ -93,7 +94,7 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
         out = await _manager(ctx).run(
             request.path_params["name"],
             obj.get("input", ""),
-            generate=_generate(ctx),
+            generate=_generate(ctx, request.path_params["name"]),
             max_tokens=max_tokens,
         )
         return JSONResponse(

@@ -353,7 +353,8 @@ def run_command(
                 from bitterbot.agent.runtime import AgentRuntime
 
                 runtime = AgentRuntime(settings, home=cli_ctx.home.path)
-                generate = runtime_generate(runtime)
+                bundled = manager.model_path(name)
+                generate = runtime_generate(runtime, str(bundled) if bundled else None)
             try:
                 return await manager.run(
                     name,

@@ -278,3 +278,33 @@ async def test_summarize_runs_on_the_embedded_local_model(
         await runtime.aclose()
     assert out.kind == "prompt" and len(out.text.strip()) > 10
     assert any(word in out.text for word in ("Friday", "meeting", "Alice", "Bob"))
+
+
+async def test_prompt_skill_with_a_bundled_model_uses_it(
+    manager: SkillManager, tmp_path: Path
+) -> None:
+    from bitterbot.agent.fake_backend import FakeBackend
+    from bitterbot.agent.runtime import AgentRuntime
+    from bitterbot.agent.skills import runtime_generate
+
+    gguf = b"GGUF" + bytes(60)
+    data = sign_package(
+        build_package(
+            {
+                "SKILL.md": b"---\nname: bundled\ndescription: Has its own model.\n---\nQ: {{input}}\n",
+                "bitterbot.toml": b'version = "1.0.0"\nmodel = "tiny.gguf"\n',
+                "tiny.gguf": gguf,
+            }
+        ),
+        Identity.generate(),
+        NOW,
+    ).to_bytes()
+    manager.install(data, accept_declared)
+    path = manager.model_path("bundled")
+    assert path is not None and path.read_bytes() == gguf
+    default, own = FakeBackend("default", replies=["wrong"]), FakeBackend("own", replies=["right"])
+    runtime = AgentRuntime(
+        {"agent.model": "default"}, backends={"default": default, str(path): own}
+    )
+    out = await manager.run("bundled", "hi", generate=runtime_generate(runtime, str(path)))
+    assert out.text == "right" and not default.calls and len(own.calls) == 1
