@@ -244,3 +244,64 @@ class Escalation:
         insufficient = self.rule.answer_insufficient(answer, finish_reason)
         estimated = self.estimate(tokens_in, max_tokens_out)
         return self._decide("after-local", insufficient, skill, estimated)
+
+
+# --- workload replay (``bitterbot bench escalation``) ------------------------------------
+
+#: Open requests for the mixed workload: some a small local model handles, some it cannot.
+OPEN_TASKS = [
+    "what is the capital of peru",
+    "how many legs does a spider have",
+    "who wrote the odyssey",
+    "what is the boiling point of water in fahrenheit",
+    "give me a synonym for happy",
+    "what year did the berlin wall fall",
+    "how many minutes are in a day",
+    "what color do you get mixing blue and yellow",
+    "name three primary colors",
+    "what is the largest ocean",
+    "write a detailed business plan for a vegan bakery in a small town",
+    "write a python script that parses a csv file and plots monthly totals",
+    "compare the monetary policies of the fed and the ecb since 2008 in detail",
+    "translate this contract clause into legal german and explain the risks",
+    "draft a marketing campaign for a new fitness app with a week by week schedule",
+    "analyze the themes of crime and punishment in a five paragraph essay",
+]
+
+
+@dataclass
+class ReplayTask:
+    text: str
+    handled_by_skill: bool  # the router sent it to an installed skill
+
+
+def replay(
+    tasks: Sequence[ReplayTask], escalation: Escalation, *, tokens_out: int = 300
+) -> dict[str, float | int]:
+    """Decide every task without running a model; cost the escalated ones.
+
+    Only the before-local half of the rule applies (no local answers are generated);
+    ``cloud_only`` costs every task the same way, as if no router or local model existed.
+    Money is summed in integer micro-USD and reported per 1,000 tasks in USD.
+    """
+    price = price_for(escalation.cloud_model, escalation.prices)
+    escalated = hybrid = cloud_only = 0
+    for task in tasks:
+        tokens_in = len(task.text) // 4 + 1 + 20  # + chat template and system prompt
+        cost = cost_microusd(price, tokens_in, tokens_out)
+        cloud_only += cost
+        if task.handled_by_skill:
+            continue
+        if escalation.rule.request_too_hard(task.text) is not None:
+            escalated += 1
+            hybrid += cost
+    n = max(1, len(tasks))
+    return {
+        "tasks": len(tasks),
+        "share_skill": round(sum(t.handled_by_skill for t in tasks) / n, 4),
+        "share_escalated": round(escalated / n, 4),
+        "cost_per_1000_usd": round(hybrid * 1000 / n / 1e6, 4),
+        "cloud_only_cost_per_1000_usd": round(cloud_only * 1000 / n / 1e6, 4),
+        "model": escalation.cloud_model,
+        "assumed_tokens_out": tokens_out,
+    }

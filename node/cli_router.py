@@ -175,4 +175,114 @@ def _stdin_text() -> str:
     return data.decode("utf-8", errors="replace")
 
 
-COMMANDS: list[click.Command] = [router_group]
+@bench.command("escalation")
+@home_option
+@click.option("--data", "data_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--open-share", default=0.1, show_default=True, help="share of open requests")
+@click.option("--model", default="gpt-4o-mini", show_default=True, help="priced cloud model")
+@click.option("--tokens-out", default=300, show_default=True, help="assumed answer tokens")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (always JSON)")
+@pass_cli
+def bench_escalation(
+    cli_ctx: CliContext,
+    data_path: Path,
+    open_share: float,
+    model: str,
+    tokens_out: int,
+    as_json: bool,
+) -> None:
+    """Replay a mixed workload (CLINC val + open requests): share escalated, cost per 1,000."""
+    from bitterbot.agent.escalation import AUTO, OPEN_TASKS, Escalation, ReplayTask, replay
+    from bitterbot.agent.router import ROUTER_MAX_TOKENS, fit_head
+
+    if not 0 <= open_share < 1:
+        raise ValidationError("--open-share must be in [0, 1)")
+    data = _read_json(data_path)
+    encoder = _encoder(cli_ctx)
+    train = data.get("train", []) + data.get("oos_train", [])
+    x = encoder.encode([q for q, _ in train], batch_size=64, max_length=ROUTER_MAX_TOKENS)
+    head = fit_head(x, [y for _, y in train], background="oos")
+    texts = [q for q, _ in data.get("val", []) + data.get("oos_val", [])]
+    n_open = round(len(texts) * open_share / (1 - open_share))
+    texts += [OPEN_TASKS[i % len(OPEN_TASKS)] for i in range(n_open)]
+    labels, _ = head.predict(encoder.encode(texts, batch_size=64, max_length=ROUTER_MAX_TOKENS))
+    tasks = [ReplayTask(t, label is not None) for t, label in zip(texts, labels, strict=True)]
+    escalation = Escalation(cloud_url="http://provider", cloud_model=model, policy=AUTO)
+    result = replay(tasks, escalation, tokens_out=tokens_out)
+    result["open_tasks"] = n_open
+    print_json(result)
+
+
+@click.group("privacy")
+def privacy_group() -> None:
+    """The privacy gate: what would leave the device, and what did."""
+
+
+@privacy_group.command("redact")
+@click.option("--json", "as_json", is_flag=True, help="print JSON with entity spans")
+def privacy_redact(as_json: bool) -> None:
+    """Redact text from stdin: prints what would leave the device."""
+    from bitterbot.agent.privacy import PrivacyGate
+
+    red = PrivacyGate().redact(_stdin_text())
+    if as_json:
+        print_json({"redacted": red.redacted, "entities": [e.public() for e in red.entities]})
+    else:
+        click.echo(red.redacted)
+
+
+@privacy_group.command("log")
+@home_option
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_cli
+def privacy_log(cli_ctx: CliContext, limit: int, as_json: bool) -> None:
+    """Every request that left the device: time, provider, model, bytes, entities, hash."""
+    from bitterbot.node.privacy_log import PrivacyLog
+    from bitterbot.node.store import Store
+
+    store = Store(cli_ctx.home.ensure().db_path)
+    try:
+        entries = PrivacyLog(store).entries(limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        print_json(entries)
+        return
+    if not entries:
+        click.echo("nothing has left this device")
+    for e in entries:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["time_s"]))
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(e["entity_counts"].items())) or "none"
+        click.echo(
+            f"{stamp}Z {e['provider']} {e['model']} {e['bytes_sent']} bytes, "
+            f"redacted {counts}, sha256 {e['payload_sha256'][:16]}"
+        )
+
+
+@bench.command("privacy")
+@click.option("--data", "data_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON (always JSON)")
+def bench_privacy(data_path: Path, as_json: bool) -> None:
+    """Leakage of labelled private units on a PUPA-format CSV (user_query, pii_units)."""
+    import csv
+
+    from bitterbot.agent.privacy import PrivacyGate, leakage
+
+    try:
+        with data_path.open(encoding="utf-8", newline="") as fh:
+            rows = [(r["user_query"], r["pii_units"].split("||")) for r in csv.DictReader(fh)]
+    except (OSError, KeyError, csv.Error, UnicodeDecodeError) as exc:
+        raise ValidationError(
+            f"cannot read {data_path}: {exc}", hint="a CSV with user_query and pii_units"
+        ) from exc
+    gate = PrivacyGate()
+    gate.redact("warm up the word lists")
+    start = time.perf_counter()
+    result: dict[str, Any] = dict(leakage(rows, gate))
+    result["queries"] = len(rows)
+    result["ms_per_query"] = round((time.perf_counter() - start) * 1000 / max(1, len(rows)), 3)
+    print_json(result)
+
+
+COMMANDS: list[click.Command] = [router_group, privacy_group]
