@@ -51,6 +51,9 @@ from bitterbot.protocol.identity import Identity
 
 logger = logging.getLogger(__name__)
 
+#: opens a peer may leave without a deposit (each costs the payee an LMDB record)
+MAX_UNFUNDED_PER_PEER = 8
+
 
 class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
     """The payee: sells skills and metered services over channels others open to it."""
@@ -181,6 +184,16 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
             existing: dict[str, Any] | None = txn.get(CHANNELS, full.channel_id)
             if existing is not None:
                 return existing  # a retried open: same terms, same ID
+            unfunded = sum(
+                1
+                for _, c in txn.items(CHANNELS)
+                if c["peer"] == peer and c["role"] == PAYEE and not c["funded"]
+            )
+            if unfunded >= MAX_UNFUNDED_PER_PEER:
+                raise ch.BadOpenError(
+                    f"{unfunded} channels from this peer are still without a deposit",
+                    hint="lock the deposits of the channels already opened, or use them",
+                )
             txn.put(CHANNELS, full.channel_id, rec)
             return rec
 

@@ -532,3 +532,38 @@ async def test_unacknowledged_vouchers_are_resent_before_the_next_payment(
     assert seller.channels()[0]["paid"] == 38
     assert buyer.bought(b"r1") is None and buyer.bought(b"r2") is None
     assert never_sent.nonce == 2 and reply_lost.nonce == 4
+
+
+async def test_a_peer_cannot_pile_up_channels_without_deposits(
+    tmp_path: Path, ledger: LedgerBackend
+) -> None:
+    from bitterbot.node.pay_seller import MAX_UNFUNDED_PER_PEER
+
+    payee_id, payer = Identity.generate(), Identity.generate()
+    store = Store(tmp_path / "payee")
+    payee = Payments(payee_id, store, ledger, dispute_window_ms=0)
+    peer = peer_id_from_public_key(payer.public_key)
+    codes = []
+    for i in range(MAX_UNFUNDED_PER_PEER + 2):
+        terms = ch.new_terms(
+            payer.public_key,
+            payee_id.public_key,
+            100,
+            backend="ledger",
+            dispute_window_ms=0,
+            now_ms=1,
+            salt=bytes([i]) * 16,
+        )
+        reply = await payee.handle_request(
+            peer, {"t": "open", "open": ch.open_channel(terms, payer).to_obj()}
+        )
+        codes.append("ok" if reply["ok"] else reply["error"]["code"])
+    assert codes == ["ok"] * MAX_UNFUNDED_PER_PEER + ["channel_open_invalid"] * 2
+    voucher = ch.sign_voucher(payer, terms.channel_id, 1, 1)  # the refused open
+    reply = await payee.handle_request(peer, {"t": "pay", "voucher": voucher.to_obj()})
+    assert reply["error"]["code"] == "unknown_channel"
+    first = payee.channels()[0]
+    unfunded = ch.sign_voucher(payer, bytes.fromhex(first["channel"]), 1, 1)
+    reply = await payee.handle_request(peer, {"t": "pay", "voucher": unfunded.to_obj()})
+    assert reply["error"]["code"] == "deposit_missing"  # countersigned, but never locked
+    store.close()
