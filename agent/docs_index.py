@@ -248,8 +248,10 @@ class DocsIndex:
                 return FileResult(key, "unchanged", len(old["chunks"]), bytes=len(data))
             doc = docs_ingest.parse_document(path, data, kind)
             chunks = docs_ingest.chunk_blocks(doc.blocks)
-        except DocumentSkipped as skip:
-            return FileResult(key, "skipped", reason=skip.reason, message=skip.detail)
+        except DocumentSkipped as skip:  # reported under the name the user gave
+            return FileResult(
+                str(candidate.path), "skipped", reason=skip.reason, message=skip.detail
+            )
         texts = [c.text for c in chunks]
         vectors = np.ascontiguousarray(self.encoder.encode(texts), dtype=np.float32)
         if vectors.shape != (len(texts), self.encoder.dim):

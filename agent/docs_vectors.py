@@ -75,12 +75,15 @@ def _vocab(folder: Path) -> dict[str, int]:
     return vocab
 
 
-def build_table(encoder: Any, vocab: dict[str, int]) -> np.ndarray:
-    """Each vocabulary entry run through the contextual encoder (``##x`` as ``x``)."""
+def build_table(encoder: Any, vocab: dict[str, int], weights: np.ndarray) -> np.ndarray:
+    """Each vocabulary entry run through the contextual encoder (``##x`` as ``x``); rows
+    of zero-weight tokens (stopwords, punctuation, specials) are never used: left zero."""
     texts = [""] * len(vocab)
     for token, i in vocab.items():
         texts[i] = token[2:] if token.startswith("##") else token
-    table: np.ndarray = encoder.encode(texts, batch_size=512).astype(np.float32)
+    used = np.flatnonzero(weights > 0)
+    table = np.zeros((len(vocab), int(encoder.dim)), dtype=np.float32)
+    table[used] = encoder.encode([texts[i] for i in used], batch_size=512)
     return table
 
 
@@ -108,11 +111,11 @@ def get_static_encoder(cache_dir: Path | None = None) -> StaticEncoder:
                 table = None  # a damaged cache is rebuilt below
             if table is not None and table.shape != (len(vocab), encoder.dim):
                 table = None
+        weights = token_weights(vocab, STOPWORDS)
         if table is None:
-            table = build_table(encoder, vocab)
+            table = build_table(encoder, vocab, weights)
             if path is not None:
                 _save(path, table)
-        weights = token_weights(vocab, STOPWORDS)
         table = table - (weights @ table) / max(float(weights.sum()), 1.0)
 
         def tokenize(texts: list[str]) -> list[list[int]]:
