@@ -462,3 +462,25 @@ def test_changed_permissions_on_update_need_consent(manager: SkillManager) -> No
     assert asked[0].changes == ("permissions",)
     assert "fetch web pages from evil.test" in asked[0].text()
     assert manager.get("demo")["granted"]["net"] == []
+
+
+def test_two_runaways_at_once_are_each_stopped_at_their_own_deadline(sandbox: Sandbox) -> None:
+    loop = b'(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))'
+    sandbox.compile(loop)
+    stopped: dict[int, float] = {}
+
+    def runaway(deadline_ms: int) -> None:
+        t0 = time.monotonic()
+        try:
+            sandbox.run(loop, limits=SandboxLimits(deadline_ms=deadline_ms))
+        except DeadlineExceeded:
+            stopped[deadline_ms] = (time.monotonic() - t0) * 1000
+
+    threads = [threading.Thread(target=runaway, args=(ms,)) for ms in (200, 400)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(stopped) == {200, 400}
+    for deadline_ms, elapsed in stopped.items():
+        assert deadline_ms - 1 <= elapsed <= deadline_ms + 50, stopped

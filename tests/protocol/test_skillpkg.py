@@ -271,3 +271,18 @@ def test_semver_ordering() -> None:
     for a, b in zip(ordered, ordered[1:], strict=False):
         assert compare_versions(a, b) == -1 and compare_versions(b, a) == 1
     assert compare_versions("1.2.3", "1.2.3") == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=512), st.text(max_size=300))
+def test_arbitrary_skill_md_and_manifest_only_raise_our_errors(raw: bytes, text: str) -> None:
+    doc = parse_skill_md(SKILL_MD)
+    for data in (raw, text.encode("utf-8"), b"---\n" + text.encode("utf-8") + b"\n---\nbody"):
+        try:
+            parse_skill_md(data)
+        except ValidationError:
+            pass
+        try:
+            parse_manifest(doc, data)
+        except ValidationError:
+            pass
