@@ -21,7 +21,7 @@ import json
 import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -198,12 +198,11 @@ class Capabilities:
 
     def host_calls(self) -> HostCalls:
         """Only what is granted becomes a host function; the rest stays unlinked."""
-        net = self.net
-        if net is None and self.granted.net:
-            net = self.net = NetPolicy(frozenset(self.granted.net))
-        if net is not None:
-            # never wider than the grant, whatever policy object was injected
-            net.allow_hosts = frozenset(net.allow_hosts) & frozenset(self.granted.net)
+        granted_hosts = frozenset(self.granted.net)
+        if self.net is None:
+            self.net = NetPolicy(granted_hosts)
+        else:  # never wider than the grant, whatever policy was injected
+            self.net = replace(self.net, allow_hosts=self.net.allow_hosts & granted_hosts)
         return HostCalls(
             llm_generate=self._llm if self.granted.llm_tokens > 0 else None,
             doc_search=self._search if self.granted.docs else None,
