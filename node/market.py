@@ -42,7 +42,6 @@ from bitterbot.protocol.catalog import (
     name_key,
     package_key,
     parse_catalog,
-    publisher_of_key,
     select_newest,
     tag_key,
 )
@@ -138,11 +137,8 @@ class Market:
 
     # --- DHT record validation ------------------------------------------------------------
     def _validate_record(self, key: str, value: bytes) -> None:
-        publisher = publisher_of_key(key)
-        seen = self._seen(publisher)
-        catalog = parse_catalog(value, key=key, min_seq=max(seen - 1, 0))
-        if catalog.seq > seen:
-            self._remember(catalog)
+        """DHT validator: a valid catalog for this key, not older than the newest seen."""
+        self.check_catalog(value, key=key)
 
     def _seen(self, publisher: bytes) -> int:
         with self.store.read() as txn:

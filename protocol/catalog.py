@@ -1,7 +1,7 @@
 """Publisher catalogs and discovery keys for the skill market (sans-IO).
 
 A publisher announces its skills with a signed catalog stored as a DHT value record under
-``/bitterbot/catalog/<publisher key hex>``. The record is an envelope of kind ``catalog``::
+:func:`catalog_key` (``/bitterbot/cat-<hash of the publisher key>``). The record is an envelope of kind ``catalog``::
 
     payload = {"seq": int, "skills": [entry, ...]}
     entry   = {"name": str, "version": str, "package_id": str, "size": int,
@@ -9,7 +9,7 @@ A publisher announces its skills with a signed catalog stored as a DHT value rec
 
 Validation (what every DHT node and every reader applies):
 - the record is at most :data:`MAX_CATALOG_BYTES`, checked before parsing;
-- the signer is the publisher named in the key;
+- the key is the one derived from the signer's public key;
 - ``seq`` is higher than the highest seen for that publisher (rollback protection; the
   caller persists the highest seen); among several records the highest ``seq`` wins.
 
@@ -38,22 +38,18 @@ MAX_TAGS = 16
 MAX_TEXT = 280
 
 
+MAX_DHT_KEY_BYTES = 50  # py-libp2p's Kademlia refuses longer (non-multihash) lookup keys
+
+
 def catalog_key(publisher: bytes) -> str:
-    """DHT value-record key of a publisher's catalog."""
-    return f"/{NAMESPACE}/catalog/{publisher.hex()}"
+    """DHT value-record key of a publisher's catalog (47 bytes).
 
-
-def publisher_of_key(key: str) -> bytes:
-    prefix = f"/{NAMESPACE}/catalog/"
-    if not key.startswith(prefix):
-        raise ValidationError(f"not a catalog key: {key!r}")
-    try:
-        publisher = bytes.fromhex(key[len(prefix) :])
-    except ValueError as exc:
-        raise ValidationError(f"not a catalog key: {key!r}") from exc
-    if len(publisher) != 32:
-        raise ValidationError(f"not a catalog key: {key!r}")
-    return publisher
+    ``/bitterbot/cat-`` + base32 of the first 20 bytes of
+    ``sha256("bitterbot/v1/catalog/" + publisher key)``: short enough for Kademlia lookups,
+    and a record can only be stored under the key of the publisher that signed it.
+    """
+    digest = hashlib.sha256(b"bitterbot/v1/catalog/" + publisher).digest()[:20]
+    return f"/{NAMESPACE}/cat-" + base64.b32encode(digest).decode().lower()
 
 
 def package_key(package_id: str) -> bytes:
@@ -174,7 +170,7 @@ def _entry(obj: Any) -> CatalogEntry:
 def parse_catalog(data: bytes, *, key: str | None = None, min_seq: int = 0) -> Catalog:
     """Check a catalog record; ``key`` binds it to a publisher, ``min_seq`` refuses rollbacks."""
     env = open_envelope(data, max_size=MAX_CATALOG_BYTES, kinds={CATALOG_KIND})
-    if key is not None and publisher_of_key(key) != env.signer:
+    if key is not None and catalog_key(env.signer) != key:
         raise ValidationError("catalog signed by a key other than the publisher it is stored under")
     payload = expect_map(env.payload, "catalog", {"seq": int, "skills": list})
     if payload["seq"] < 1:

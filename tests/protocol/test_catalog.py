@@ -72,6 +72,14 @@ def test_oversize_record_is_refused_before_parsing() -> None:
         make_catalog(PUB, 1, too_many, NOW)
 
 
+def test_catalog_key_fits_kademlia_lookups_and_differs_per_publisher() -> None:
+    from bitterbot.protocol.catalog import MAX_DHT_KEY_BYTES
+
+    key = catalog_key(PUB.public_key)
+    assert key.startswith("/bitterbot/") and len(key.encode()) <= MAX_DHT_KEY_BYTES
+    assert key != catalog_key(OTHER.public_key)
+
+
 def test_discovery_keys_are_normalized_and_separated() -> None:
     assert name_key("Calc") == name_key(" calc ")
     assert name_key("calc") != tag_key("calc")
