@@ -50,6 +50,7 @@ from bitterbot.protocol.errors import SandboxViolation, SkillError
 HOST_MODULE = "bitterbot"
 WASI_MODULE = "wasi_snapshot_preview1"
 TICK_S = 0.002
+MAX_CACHED_MODULES = 64
 ERR_BUDGET = -1
 ERR_FAILED = -2
 
@@ -232,6 +233,10 @@ class Sandbox:
                     code="bad_module",
                 ) from exc
             with self._lock:
+                if len(self._modules) >= MAX_CACHED_MODULES:  # drop the oldest compiled module
+                    oldest = next(iter(self._modules))
+                    del self._modules[oldest]
+                    self._pres = {k: v for k, v in self._pres.items() if k[0] != oldest}
                 self._modules[key] = module
         return key, module
 
