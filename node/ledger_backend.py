@@ -82,13 +82,14 @@ class LedgerBackend:
         return backend
 
     def shutdown(self) -> None:
-        entry = _OPEN.get(self._key) if self._key is not None else None
-        if entry is None:
+        key = self._key
+        entry = _OPEN.get(key) if key is not None else None
+        if key is None or entry is None:
             self.store.close()
             return
         entry[1] -= 1
         if entry[1] <= 0:
-            del _OPEN[self._key]
+            del _OPEN[key]
             self.store.close()
 
     # --- synchronous core (one LMDB transaction each) ----------------------------------

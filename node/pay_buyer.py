@@ -363,8 +363,9 @@ class BuyerSide(PaymentsBase):
         """Close our channel as payer: cooperatively, or alone (refund after the window)."""
         cid, rec = self._find_channel(target)
         if rec["role"] != PAYER:
-            paid = await self.settle(cid)
-            return {"channel": cid.hex(), "settled": paid, "state": ch.CLOSING}
+            raise PaymentError(
+                "this node is the payee of that channel", hint="a payee settles instead"
+            )
         async with self._locks[rec["peer"]]:
             rec = self.channel_record(cid) or rec
             if rec["state"] != ch.OPEN:

@@ -7,15 +7,11 @@ delivered: license, sealed content key, call output.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import trio
-
 from bitterbot.node import framing
 from bitterbot.node.pay_core import (
-    BOUGHT,
     CHANNELS,
     MAX_CALL_IO,
     MAX_REPLY,
@@ -43,7 +39,6 @@ from bitterbot.protocol.codec import expect_map
 from bitterbot.protocol.errors import (
     BitterbotError,
     DecodeError,
-    NetworkError,
     NotFoundError,
     PaymentError,
 )
@@ -394,37 +389,6 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
     def owed(self) -> dict[bytes, int]:
         with self.store.read() as txn:
             return {k: int(v) for k, v in txn.items(OWED) if v}
-
-    async def forward_shares(self) -> dict[str, int]:
-        """Pay every owed revenue share to its holder over a channel; returns what was paid.
-
-        The owed amount drops in the same transaction that signs the voucher, and the
-        voucher is resent until acknowledged, so a share is paid once, crash or not. A
-        holder that cannot be reached keeps its share owed for the next round.
-        """
-        paid: dict[str, int] = {}
-        for key, amount in self.owed().items():
-            peer = peer_id_from_public_key(key)
-
-            def take(txn: Txn, key: bytes = key, amount: int = amount) -> None:
-                txn.put(OWED, key, int(txn.get(OWED, key, 0)) - amount)
-
-            try:
-                async with self._locks[peer]:
-                    await self._finish_pending(peer)
-                    cid = await self._channel_for(peer, amount)
-                    ref = os.urandom(16)
-                    rec = {"kind": "share", "peer": peer}
-                    voucher = await trio.to_thread.run_sync(
-                        self._sign_and_record, cid, amount, ref, rec, take
-                    )
-                    await self.send_voucher(peer, voucher)
-                    await self.store.run(lambda txn, ref=ref: txn.delete(BOUGHT, ref))
-            except (NetworkError, PaymentError) as exc:
-                logger.info("revenue share for %s not forwarded yet: %s", peer, exc)
-                continue
-            paid[peer] = amount
-        return paid
 
     # --- watching escrows ---------------------------------------------------------------
     async def watch_closing(self) -> list[bytes]:

@@ -23,6 +23,8 @@ Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": {code, message, hi
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from bitterbot.node.pay_core import (
     CHANNELS,
     OFFERS,
     OWED,
+    PAYER,
     PEER_CHANNEL,
     PROTOCOL_ID,
     SOLD,
@@ -53,11 +56,13 @@ from bitterbot.node.pay_core import (
     remote_error,
 )
 from bitterbot.node.pay_seller import SellerSide
+from bitterbot.node.peer import peer_id_from_public_key
+from bitterbot.node.store import Txn
 from bitterbot.protocol import channel as ch
-from bitterbot.protocol.errors import (
-    PaymentError,
-)
+from bitterbot.protocol.errors import NetworkError, PaymentError
 from bitterbot.protocol.identity import Identity
+
+logger = logging.getLogger(__name__)
 
 
 class Payments(SellerSide, BuyerSide):
@@ -75,6 +80,49 @@ class Payments(SellerSide, BuyerSide):
             await nursery.start(self.committer.run)
             nursery.start_soon(self._watch_loop)
             task_status.started()
+
+    async def close_channel(self, target: str, *, unilateral: bool = False) -> dict[str, Any]:
+        """Close a channel: as payer cooperatively (or alone); as payee by settling."""
+        cid, rec = self._find_channel(target)
+        if rec["role"] == PAYER:
+            return await super().close_channel(target, unilateral=unilateral)
+        paid = await self.settle(cid)
+        return {"channel": cid.hex(), "settled": paid, "state": ch.CLOSING}
+
+    async def forward_shares(self) -> dict[str, int]:
+        """Pay every owed revenue share to its holder over a channel; returns what was paid.
+
+        The owed amount drops in the same transaction that signs the voucher, and the
+        voucher is resent until acknowledged, so a share is paid once, crash or not. A
+        holder that cannot be reached keeps its share owed for the next round.
+        """
+        paid: dict[str, int] = {}
+        for key, amount in self.owed().items():
+            peer = peer_id_from_public_key(key)
+
+            def take(txn: Txn, key: bytes = key, amount: int = amount) -> None:
+                txn.put(OWED, key, int(txn.get(OWED, key, 0)) - amount)
+
+            try:
+                async with self._locks[peer]:
+                    await self._finish_pending(peer)
+                    cid = await self._channel_for(peer, amount)
+                    ref = os.urandom(16)
+                    rec = {"kind": "share", "peer": peer}
+                    voucher = await trio.to_thread.run_sync(
+                        self._sign_and_record, cid, amount, ref, rec, take
+                    )
+                    await self.send_voucher(peer, voucher)
+
+                    def forget(txn: Txn, ref: bytes = ref) -> None:
+                        txn.delete(BOUGHT, ref)
+
+                    await self.store.run(forget)
+            except (NetworkError, PaymentError) as exc:
+                logger.info("revenue share for %s not forwarded yet: %s", peer, exc)
+                continue
+            paid[peer] = amount
+        return paid
 
     async def _watch_loop(self) -> None:
         while True:
