@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from bitterbot.node.cli_common import CliContext, home_option, pass_cli, print_json
+from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json
 from bitterbot.node.client import call_node
 from bitterbot.protocol.errors import ValidationError
 
@@ -140,3 +140,16 @@ def _attach() -> None:
 
 
 _attach()
+
+
+@bench.command("transfer")
+@click.option("--size-mb", type=click.IntRange(1, 60), default=50, help="package size")
+@click.option("--runs", type=click.IntRange(1, 20), default=3)
+@click.option("--json", "as_json", is_flag=True, help="print JSON (always JSON)")
+def bench_transfer_command(size_mb: int, runs: int, as_json: bool) -> None:
+    """MB/s of a hash-verified package transfer between two nodes on loopback."""
+    import trio
+
+    from bitterbot.node.bench_transfer import measure
+
+    print_json(trio.run(measure, size_mb, runs))
