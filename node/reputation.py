@@ -13,6 +13,7 @@ SPEC.md section 11 describes the wire formats and parameters.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -46,6 +47,8 @@ MAX_SYNC_HEADS = 4096  # attesters listed in one sync request (about 170 KiB)
 MAX_SYNC_SEND = 50_000  # attestations one sync session sends at most
 SYNC_TIMEOUT_S = 20.0
 MAX_SYNC_SESSIONS = 4  # sync requests served at once
+COPY_WINDOW_MS = 10_000  # identical gossip messages within this share the first verdict
+MAX_REMEMBERED_COPIES = 10_000
 
 DB_ATT = "rep.att"  # attester(32) + seq(8, big-endian) -> signed envelope bytes
 DB_HEAD = "rep.head"  # attester -> [contiguous seq, highest seq, count]
@@ -267,6 +270,8 @@ class Reputation:
         self._wake = trio.Event()
         self._limiter = trio.CapacityLimiter(2)
         self._serving = trio.Semaphore(MAX_SYNC_SESSIONS)
+        self._copies: dict[bytes, tuple[trio.Event, int]] = {}  # gossip message hash -> seen
+        self._copies_ok: set[bytes] = set()
         self.rejected = 0
         self.p2p: Any = None
 
@@ -363,20 +368,46 @@ class Reputation:
             return self._reject("gossip batch attester is not the publishing peer")
         if own:
             return True  # already in our ledger; rate limits are for others
+        # The same gossip message often arrives from several mesh peers at once, before
+        # gossipsub marks it seen: such copies share the first copy's verdict, so honest
+        # forwarders are never punished for a duplicate. Later copies are replays.
+        digest = hashlib.sha256(data).digest()
+        now = self.clock_ms()
+        first = self._copies.get(digest)
+        if first is not None and now - first[1] <= COPY_WINDOW_MS:
+            await first[0].wait()
+            if digest in self._copies_ok:
+                return True
+            return self._reject("copy of a rejected gossip message")
         new = [a for a in atts if not self.ledger.has(a.attester, a.seq)]
         if not new:
             return self._reject("duplicate attestations (replay)", StaleError)
         if not self._buckets.take(attester, len(new)):
             return self._reject("attester is over its gossip rate", RateLimited)
-        stored, conflicts = await trio.to_thread.run_sync(
-            self.ledger.add_many, new, limiter=self._limiter
-        )
-        self.graph.add_all(stored)
-        if conflicts:
-            return self._reject("attester reused a sequence number (equivocation)")
-        if not stored:  # a concurrent copy of the same batch won the race
-            return self._reject("duplicate attestations (replay)", StaleError)
-        return True
+        done = trio.Event()
+        self._remember_copy(digest, done, now)
+        try:
+            stored, conflicts = await trio.to_thread.run_sync(
+                self.ledger.add_many, new, limiter=self._limiter
+            )
+            self.graph.add_all(stored)
+            if conflicts:
+                return self._reject("attester reused a sequence number (equivocation)")
+            if not stored:  # pragma: no cover - another path stored them meanwhile
+                return self._reject("duplicate attestations (replay)", StaleError)
+            self._copies_ok.add(digest)
+            return True
+        finally:
+            done.set()
+
+    def _remember_copy(self, digest: bytes, done: trio.Event, now: int) -> None:
+        self._copies[digest] = (done, now)
+        if len(self._copies) > MAX_REMEMBERED_COPIES:
+            for old in list(self._copies)[: MAX_REMEMBERED_COPIES // 2]:
+                event, _ = self._copies[old]
+                if event.is_set():
+                    del self._copies[old]
+                    self._copies_ok.discard(old)
 
     def ingest(self, datas: Iterable[bytes]) -> tuple[int, int]:
         """Verify and store attestations from sync; returns (new, invalid)."""

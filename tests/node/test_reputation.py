@@ -15,6 +15,7 @@ from bitterbot.node.home import Home
 from bitterbot.node.p2p import P2PConfig, P2PHost
 from bitterbot.node.peer import peer_id_of
 from bitterbot.node.reputation import (
+    COPY_WINDOW_MS,
     TOPIC,
     InstallRefused,
     Ledger,
@@ -107,12 +108,22 @@ def test_install_gate_refuses_flagged_and_revoked_skills_unless_overridden(store
 
 async def test_gossip_validator_accepts_once_and_rejects_bad_input(store: Any) -> None:
     me, alice = ident(7), ident(8)
-    rep = Reputation(store, me, RepConfig(burst=4, rate_per_min=1))
+    clock = [now_ms()]
+    rep = Reputation(store, me, RepConfig(burst=4, rate_per_min=1), clock_ms=lambda: clock[0])
     alice_peer = peer_id_of(alice)
-    t = now_ms()
+    t = clock[0]
     batch = A.encode_batch([A.rating(alice, 1, t, "pkg:x", 5), A.rating(alice, 2, t, "pkg:y", 3)])
-    assert await rep.accept_gossip(alice_peer, batch) is True
+    results: list[bool] = []
+
+    async def deliver() -> None:
+        results.append(await rep.accept_gossip(alice_peer, batch))
+
+    async with trio.open_nursery() as nursery:  # two mesh peers forward the same message
+        nursery.start_soon(deliver)
+        nursery.start_soon(deliver)
+    assert results == [True, True]
     assert rep.ledger.count() == 2
+    clock[0] += COPY_WINDOW_MS + 1  # the same bytes again later: a replay
     with pytest.raises(StaleError, match="duplicate"):
         await rep.accept_gossip(alice_peer, batch)
     # relayed as if it were someone else's message
