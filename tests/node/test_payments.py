@@ -567,3 +567,26 @@ async def test_a_peer_cannot_pile_up_channels_without_deposits(
     reply = await payee.handle_request(peer, {"t": "pay", "voucher": unfunded.to_obj()})
     assert reply["error"]["code"] == "deposit_missing"  # countersigned, but never locked
     store.close()
+
+
+OUR_MODULES = {"errors", "channel", "settlement", "license", "paidpkg", "ledger_backend"}
+OUR_MODULES |= {"pay_core", "pay_seller", "pay_buyer", "payments", "api_pay"}
+
+
+def test_every_payment_error_code_is_documented_in_spec() -> None:
+    import bitterbot.node.payments  # noqa: F401  (defines the node-side errors)
+    import bitterbot.protocol.paidpkg  # noqa: F401
+    import bitterbot.protocol.settlement  # noqa: F401
+    from bitterbot.protocol.errors import PaymentError
+
+    spec = (Path(__file__).parents[2] / "SPEC.md").read_text()
+    section = spec[spec.index("## 12. Payments") : spec.index("## 13.")]
+    todo, codes = [PaymentError], set()
+    while todo:
+        cls = todo.pop()
+        if cls.__module__.split(".")[-1] in OUR_MODULES:
+            codes.add(cls.code)
+        todo.extend(cls.__subclasses__())
+    codes.add("publisher_key_missing")  # raised with code=, no own class
+    missing = sorted(c for c in codes if f"`{c}`" not in section)
+    assert not missing, f"undocumented payment error codes: {missing}"
