@@ -59,6 +59,7 @@ from bitterbot.node.pay_seller import SellerSide
 from bitterbot.node.peer import peer_id_from_public_key
 from bitterbot.node.store import Txn
 from bitterbot.protocol import channel as ch
+from bitterbot.protocol import paidpkg
 from bitterbot.protocol.errors import NetworkError, PaymentError
 from bitterbot.protocol.identity import Identity
 
@@ -80,6 +81,42 @@ class Payments(SellerSide, BuyerSide):
             await nursery.start(self.committer.run)
             nursery.start_soon(self._watch_loop)
             task_status.started()
+
+    # --- paid packages: the two calls the market needs ---------------------------------
+    def sell_package(
+        self,
+        skill: str,
+        package: bytes,
+        price: int,
+        *,
+        version_min: str = "0.0.0",
+        version_below: str = "999999999.0.0",
+        publisher: Identity | None = None,
+        splits: list[tuple[bytes, int]] | None = None,
+    ) -> bytes:
+        """Encrypt ``package`` under a new content key and offer it; returns the bytes to
+        publish and seed (their hash is what the manifest and catalog pin)."""
+        key = paidpkg.new_content_key(os.urandom(paidpkg.KEY_SIZE))
+        blob = paidpkg.encrypt_package(package, key, nonce=os.urandom(paidpkg.NONCE_SIZE))
+        self.offer_skill(
+            skill,
+            price,
+            key,
+            version_min=version_min,
+            version_below=version_below,
+            publisher=publisher,
+            splits=splits,
+        )
+        return blob
+
+    def unlock_package(
+        self, skill: str, version: str, blob: bytes, publisher: bytes | None = None
+    ) -> bytes:
+        """The package inside a downloaded paid ``blob``, with this node's license for it
+        (``license_missing`` without one: buy first with :meth:`purchase`)."""
+        return paidpkg.decrypt_package(
+            blob, self.license_for(skill, version, publisher).content_key
+        )
 
     async def close_channel(self, target: str, *, unilateral: bool = False) -> dict[str, Any]:
         """Close a channel: as payer cooperatively (or alone); as payee by settling."""

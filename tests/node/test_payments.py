@@ -590,3 +590,16 @@ def test_every_payment_error_code_is_documented_in_spec() -> None:
     codes.add("publisher_key_missing")  # raised with code=, no own class
     missing = sorted(c for c in codes if f"`{c}`" not in section)
     assert not missing, f"undocumented payment error codes: {missing}"
+
+
+async def test_paid_package_round_trip_through_sell_buy_unlock(
+    pair: tuple[Payments, Payments],
+) -> None:
+    buyer, seller = pair
+    package = os.urandom(20_000)
+    blob = seller.sell_package("weather", package, 300, version_min="2.0.0", version_below="3.0.0")
+    assert paidpkg.is_paid_package(blob) and package not in blob  # what seeders serve
+    with pytest.raises(NoLicenseError):
+        buyer.unlock_package("weather", "2.1.0", blob)
+    await buyer.purchase(seller.p2p.peer_id, "weather", "2.1.0", max_price=300)
+    assert buyer.unlock_package("weather", "2.1.0", blob, publisher=seller.me) == package
