@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitterbot.node.home import Home
 from bitterbot.node.p2p import P2PConfig, P2PHost
@@ -431,3 +433,72 @@ async def test_sync_keeps_valid_attestations_and_drops_forged_or_oversize_pages(
     assert page["done"] is True and page["atts"] == [own.data]
     await rogue.stop()
     rogue_store.close()
+
+
+def test_acknowledged_attestations_survive_sigkill(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import sys
+from pathlib import Path
+from bitterbot.node.home import Home
+from bitterbot.node.store import Store
+from bitterbot.node.reputation import Reputation
+home = Home(Path({str(tmp_path / "home")!r})).ensure()
+rep = Reputation(Store(home.db_path), home.identity())
+i = 0
+while True:
+    i += 1
+    att = rep.rate(f"pkg:{{i}}", 1 + i % 5, "x" * 100)
+    print(att.seq, flush=True)  # acknowledged only after the durable commit
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    acked: list[int] = []
+    deadline = time.monotonic() + 30
+    while len(acked) < 40 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.strip():
+            acked.append(int(line))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(acked) >= 40
+    home = Home(tmp_path / "home")
+    store = Store(home.db_path)
+    rep = Reputation(store, home.identity())
+    heads = rep.ledger.heads()[home.identity().public_key]
+    assert heads[0] == heads[1] >= acked[-1]  # contiguous: no hole, nothing acked missing
+    assert all(rep.ledger.has(home.identity().public_key, s) for s in acked)
+    assert rep.rate("pkg:after", 5).seq == heads[1] + 1  # numbering continues, no reuse
+    store.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-5, 2**40)
+        | st.binary(max_size=40)
+        | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(["v", "heads", "atts", "done", "x"]), inner, max_size=4
+            )
+        ),
+        max_leaves=12,
+    )
+)
+def test_sync_messages_of_any_shape_raise_only_typed_errors(msg: Any) -> None:
+    from bitterbot.node.reputation import _parse_sync_page, _parse_sync_request
+    from bitterbot.protocol.errors import BitterbotError
+
+    for parse in (_parse_sync_request, _parse_sync_page):
+        try:
+            parse(msg)
+        except BitterbotError:
+            pass
