@@ -58,6 +58,7 @@ NET_PROTOCOL = "/bitterbot/net/1.0.0"
 MAX_VALUE_BYTES = 64 * 1024
 MAX_GOSSIP_BYTES = 64 * 1024
 MAX_KEY_BYTES = 64  # provider keys (we announce 32-byte hashes)
+VALUE_QUERY_TIMEOUT_S = 5.0
 GOSSIP_HEARTBEAT_S = 1
 GOSSIP_RATE_PER_TOPIC = 10.0  # py-libp2p's per-peer, per-topic messages/s (own ones too)
 
@@ -636,10 +637,49 @@ class P2PHost:
             raise ValidationError(f"record for {key!r} refused: {exc}") from exc
 
     async def get_value(self, key: str) -> bytes | None:
-        """The best valid record under ``key`` (local or from the network), or None."""
-        self._namespace_of(key)
-        value: bytes | None = await self._query("get_value", self._dht.get_value(key))
+        """The best valid record under ``key`` among our copy and the closest peers' copies.
+
+        Unlike py-libp2p's ``get_value`` (which returns a local copy without asking anyone),
+        this asks the network every time, so a newer record (say a catalog with a higher
+        sequence number) replaces an old local copy. The winner is stored locally.
+        """
+        validator = self._namespaces[self._namespace_of(key)]
+        value: bytes | None = await self._query("get_value", self._fresh_value(key, validator))
         return value
+
+    async def _fresh_value(self, key: str, validator: Any) -> bytes | None:
+        key_bytes = key.encode("utf-8")
+        candidates: list[bytes] = []
+        local = self._dht.value_store.get(key_bytes)
+        if local is not None:
+            candidates.append(bytes(local.value))
+        if self._host.get_connected_peers():
+            peers = await self._dht.peer_routing.find_closest_peers_network(key_bytes)
+
+            async def ask(peer: Any) -> None:
+                with trio.move_on_after(VALUE_QUERY_TIMEOUT_S):
+                    try:
+                        value = await self._dht.value_store._get_from_peer(peer, key_bytes)
+                        if isinstance(value, bytes) and value:
+                            validator.validate(key, value)
+                            candidates.append(value)
+                    except Exception as exc:  # a bad record or a failed peer: skip it
+                        if not _is_libp2p(exc) and not isinstance(
+                            exc, BitterbotError | ValueError | OSError
+                        ):
+                            raise
+                        logger.debug("get_value %s from %s: %r", key, peer, exc)
+
+            async with trio.open_nursery() as nursery:
+                for peer in peers:
+                    if peer != self._host.get_id():
+                        nursery.start_soon(ask, peer)
+        if not candidates:
+            return None
+        best = candidates[validator.select(key, candidates)]
+        if local is None or bytes(local.value) != best:
+            self._dht.value_store.put(key_bytes, best)
+        return best
 
     def _namespace_of(self, key: str) -> str:
         parts = key.split("/")

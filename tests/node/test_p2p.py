@@ -92,8 +92,11 @@ async def test_values_need_a_registered_validator_and_the_best_record_wins(p2p_f
     await wait_until(lambda: all(n.routing_table_size() >= 2 for n in nodes))
 
     await nodes[0].put_value("/bbtest/k", b"v1")
+    assert await nodes[2].get_value("/bbtest/k") == b"v1"  # now also cached at nodes[2]
     await nodes[0].put_value("/bbtest/k", b"v2")
-    assert await nodes[2].get_value("/bbtest/k") == b"v2"
+    assert await nodes[2].get_value("/bbtest/k") == b"v2"  # the newer record wins the cache
+    with pytest.raises(ValidationError):
+        await nodes[0].put_value("/bbtest/k", b"v1")  # select() keeps the newer one
     with pytest.raises(ValidationError):
         await nodes[0].put_value("/bbtest/k", b"x3")  # refused by the validator
     with pytest.raises(TooLargeError):
