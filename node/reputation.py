@@ -272,7 +272,8 @@ class Reputation:
         self._serving = trio.Semaphore(MAX_SYNC_SESSIONS)
         self._copies: dict[bytes, tuple[trio.Event, int]] = {}  # gossip message hash -> seen
         self._copies_ok: set[bytes] = set()
-        self.rejected = 0
+        self.rejected = 0  # gossip messages refused by the validator
+        self.rejected_by: dict[str, int] = {}  # ... by error code (bad_signature, stale, ...)
         self.p2p: Any = None
 
     # --- the node's own statements -----------------------------------------------------
@@ -336,13 +337,19 @@ class Reputation:
             "attesters": len(self.ledger.heads()),
             "statements": len(self.graph),
             "rejected": self.rejected,
+            "rejected_by": dict(self.rejected_by),
             "roots": len(self.graph.roots()),
         }
 
     # --- network input ---------------------------------------------------------------------
     def _reject(self, message: str, cls: type[BitterbotError] = ValidationError) -> bool:
+        error = cls(message)
+        self._count_rejection(error)
+        raise error
+
+    def _count_rejection(self, error: BitterbotError) -> None:
         self.rejected += 1
-        raise cls(message)
+        self.rejected_by[error.code] = self.rejected_by.get(error.code, 0) + 1
 
     async def accept_gossip(self, from_peer: str, data: bytes) -> bool:
         """Gossip validator: True stores the batch (durably) and lets gossipsub forward it.
@@ -360,8 +367,8 @@ class Reputation:
                 now_ms=self.clock_ms(),
                 max_age_ms=None if own else self.config.gossip_max_age_ms,
             )
-        except BitterbotError:
-            self.rejected += 1
+        except BitterbotError as exc:
+            self._count_rejection(exc)
             raise
         attester = atts[0].attester
         if peer_id_from_public_key(attester) != from_peer:

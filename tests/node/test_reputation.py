@@ -154,6 +154,13 @@ async def test_gossip_validator_accepts_once_and_rejects_bad_input(store: Any) -
         await rep.accept_gossip(alice_peer, A.encode_batch(many))
     assert rep.ledger.count() == 2
     assert rep.rejected == 7
+    assert rep.status()["rejected_by"] == {
+        "stale": 3,
+        "invalid": 1,
+        "bad_signature": 1,
+        "too_large": 1,
+        "rate_limited": 1,
+    }
 
 
 # --- real nodes --------------------------------------------------------------------
