@@ -612,7 +612,10 @@ class P2PHost:
         _check_key(key)
         ok = await self._query("provide", self._dht.provider_store.provide(key))
         if not ok:
-            raise NetworkError("provider announcement reached no peer", hint="retry later")
+            raise NetworkError(
+                "provider announcement reached no peer (kept locally)",
+                hint="announce again once the node has joined the network",
+            )
 
     async def find_providers(self, key: bytes, count: int = 20) -> list[PeerAddr]:
         """Peers providing ``key`` (at most ``count``; ``count=1`` returns at the first)."""
