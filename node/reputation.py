@@ -207,8 +207,10 @@ class Ledger:
         """Attestations with a seq above ``heads[attester]`` (0 for unknown attesters)."""
         out: list[bytes] = []
         with self.store.read() as txn:
-            for attester, _head in txn.items(DB_HEAD):
+            for attester, (_contig, high, _count) in txn.items(DB_HEAD):
                 after = heads.get(bytes(attester), 0)
+                if high <= after:
+                    continue  # the requester has all of this attester's statements
                 for key, data in txn.items(DB_ATT, prefix=bytes(attester)):
                     if int.from_bytes(key[32:], "big") > after:
                         out.append(bytes(data))
