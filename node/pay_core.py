@@ -98,8 +98,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def channel_state(rec: dict[str, Any]) -> ch.ChannelState:
-    terms = ch.OpenMessage.from_obj(rec["open"]).terms
+def channel_state(rec: dict[str, Any], terms: ch.ChannelTerms | None = None) -> ch.ChannelState:
+    """The state machine's view of a stored channel record (``terms`` if already parsed)."""
+    if terms is None:
+        terms = ch.OpenMessage.from_obj(rec["open"]).terms
     state = rec["state"] if rec["state"] in (ch.OPEN, ch.CLOSING, ch.CLOSED) else ch.CLOSED
     return ch.ChannelState(terms, rec["nonce"], rec["amount"], state)
 
@@ -276,8 +278,19 @@ class PaymentsBase:
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         #: test hook: called with a step name ("voucher_sent") during a purchase
         self.fault_hook: Callable[[str], None] | None = None
+        self._terms: dict[bytes, ch.ChannelTerms] = {}  # channel ID -> terms (immutable)
 
     # --- records -------------------------------------------------------------------
+    def state_of(self, cid: bytes, rec: dict[str, Any]) -> ch.ChannelState:
+        """:func:`channel_state` with the channel's terms parsed once (vouchers are hot)."""
+        terms = self._terms.get(cid)
+        if terms is None:
+            terms = ch.OpenMessage.from_obj(rec["open"]).terms
+            if len(self._terms) >= 10_000:
+                self._terms.clear()
+            self._terms[cid] = terms
+        return channel_state(rec, terms)
+
     def channel_record(self, cid: bytes) -> dict[str, Any] | None:
         with self.store.read() as txn:
             rec: dict[str, Any] | None = txn.get(CHANNELS, cid)

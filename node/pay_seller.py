@@ -210,16 +210,21 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
             "versions": {"min": offer.version_min, "below": offer.version_below},
         }
 
-    async def _prepare_voucher(self, raw: Any) -> tuple[ch.Voucher, dict[str, Any]]:
-        """Decode and verify a voucher's signature, and that its channel is funded."""
+    async def _prepare_voucher(
+        self, raw: Any, *, verify: bool = True
+    ) -> tuple[ch.Voucher, dict[str, Any]]:
+        """Decode a voucher, check its channel is ours and funded, and (``verify``) its
+        signature. Plain payments verify in the commit thread instead, so decoding and
+        signature checks use both cores."""
         voucher = ch.Voucher.from_obj(raw)
         rec = self.channel_record(voucher.channel)
         if rec is None or rec["role"] != PAYEE:
             raise ch.UnknownChannelError(
                 "voucher for an unknown channel", hint="open a channel first"
             )
-        state = channel_state(rec)
-        voucher.verify(state.terms.payer)
+        state = self.state_of(voucher.channel, rec)
+        if verify:
+            voucher.verify(state.terms.payer)
         if not rec["funded"] and self.require_deposit:
             await self._check_deposit(state.terms)
         return voucher, rec
@@ -241,23 +246,28 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
         await self.store.run(mark)
 
     def _apply_voucher(
-        self, txn: Txn, voucher: ch.Voucher, price: int | None
+        self, txn: Txn, voucher: ch.Voucher, price: int | None, *, verified: bool = True
     ) -> tuple[int, dict[str, Any]]:
         """Check (no writes) and return the increment and updated record; caller writes."""
         rec: dict[str, Any] | None = txn.get(CHANNELS, voucher.channel)
-        state = None if rec is None or rec["role"] != PAYEE else channel_state(rec)
-        inc = ch.check_voucher(state, voucher, verified=True)
+        state = None if rec is None or rec["role"] != PAYEE else self.state_of(voucher.channel, rec)
+        inc = ch.check_voucher(state, voucher, verified=verified)
         if price is not None and inc != price:
             raise PriceError(f"the voucher pays {inc}, the price is {price}")
         assert rec is not None
         rec.update(nonce=voucher.nonce, amount=voucher.amount, voucher=voucher.to_obj())
         return inc, rec
 
-    async def accept_voucher(self, voucher: ch.Voucher, price: int | None = None) -> int:
-        """Accept a plain payment durably (group commit); returns the increment."""
+    async def accept_voucher(
+        self, voucher: ch.Voucher, price: int | None = None, *, verified: bool = False
+    ) -> int:
+        """Accept a plain payment durably (group commit); returns the increment.
+
+        Unless ``verified``, the signature is checked inside the commit, in its thread.
+        """
 
         def fn(txn: Txn) -> int:
-            inc, rec = self._apply_voucher(txn, voucher, price)
+            inc, rec = self._apply_voucher(txn, voucher, price, verified=verified)
             txn.put(CHANNELS, voucher.channel, rec)
             return inc
 
@@ -265,7 +275,7 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
         return result
 
     async def _on_pay(self, _peer: str, m: dict[str, Any]) -> dict[str, Any]:
-        voucher, _ = await self._prepare_voucher(m.get("voucher"))
+        voucher, _ = await self._prepare_voucher(m.get("voucher"), verify=False)
         return {"amount": await self.accept_voucher(voucher)}
 
     async def _on_buy(self, _peer: str, m: dict[str, Any]) -> dict[str, Any]:

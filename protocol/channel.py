@@ -32,6 +32,8 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgpack
+
 from .codec import decode, encode, expect_map
 from .envelope import signing_bytes
 from .errors import DecodeError, PaymentError, SignatureError, UnknownVersionError
@@ -47,6 +49,7 @@ MAX_REF_SIZE = 32
 MAX_BACKEND_LEN = 32
 MAX_AMOUNT = 2**63 - 1
 MAX_MESSAGE_SIZE = 2048  # an open message is about 400 bytes, a voucher about 180
+_VOUCHER_PREFIX = signing_bytes(VOUCHER_KIND, {})[: -len(encode({}))]
 
 # --- errors -----------------------------------------------------------------
 
@@ -289,9 +292,25 @@ class Voucher:
         """Hash of the whole signed voucher: how a license refers to its payment."""
         return hashlib.sha256(self.to_bytes()).digest()
 
+    def signed_bytes(self) -> bytes:
+        """``signing_bytes(VOUCHER_KIND, body())``, built directly: vouchers are the hot path.
+
+        The keys are written in canonical (sorted) order and msgpack packs ints in their
+        shortest form, so this equals the generic canonical encoding (a test checks it).
+        """
+        body = {
+            "amount": self.amount,
+            "channel": self.channel,
+            "nonce": self.nonce,
+            "ref": self.ref,
+            "v": VERSION,
+        }
+        packed: bytes = msgpack.packb(body, use_bin_type=True)
+        return _VOUCHER_PREFIX + packed
+
     def verify(self, payer: bytes) -> None:
         try:
-            verify(payer, signing_bytes(VOUCHER_KIND, self.body()), self.sig)
+            verify(payer, self.signed_bytes(), self.sig)
         except SignatureError as exc:
             raise ForgedVoucherError() from exc
 
@@ -322,8 +341,8 @@ class Voucher:
 def sign_voucher(
     payer: Identity, channel: bytes, nonce: int, amount: int, ref: bytes = b""
 ) -> Voucher:
-    body = Voucher(channel, nonce, amount, ref, b"").body()
-    return Voucher(channel, nonce, amount, ref, payer.sign(signing_bytes(VOUCHER_KIND, body)))
+    draft = Voucher(channel, nonce, amount, ref, b"")
+    return Voucher(channel, nonce, amount, ref, payer.sign(draft.signed_bytes()))
 
 
 @dataclass(frozen=True, slots=True)
