@@ -509,3 +509,58 @@ def test_sync_messages_of_any_shape_raise_only_typed_errors(msg: Any) -> None:
             parse(msg)
         except BitterbotError:
             pass
+
+
+async def test_running_node_picks_up_cli_statements_and_serves_them_over_http(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    import os
+    import sys
+
+    import httpx
+
+    from bitterbot.node.config import load_settings
+    from bitterbot.node.reputation import start_reputation
+    from bitterbot.node.service import NodeService
+
+    home_path = tmp_path / "home"
+    settings = load_settings(
+        home_path,
+        {
+            "node.listen": ["/ip4/127.0.0.1/tcp/0"],
+            "api.listen": "127.0.0.1:0",
+            "metrics.listen": "127.0.0.1:0",
+        },
+        env={},
+    )
+
+    async def starter(ctx: Any, subsystems: trio.Nursery) -> None:
+        await start_reputation(ctx, subsystems)
+
+    service = NodeService(settings, starters=[starter])
+    info = await nursery.start(service.run)
+    out = await trio.run_process(
+        [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
+        + ["rep", "rate", "pkg:live", "4", "--text", "ok"],
+        capture_stdout=True,
+        capture_stderr=True,
+        env={**os.environ, "BITTERBOT_HOME": str(home_path)},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert b"running node gossips it" in out.stdout
+    token = Home(home_path).api_token(create=False)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=f"http://{info['api']}", headers=headers) as client:
+        with trio.fail_after(10):
+            while True:
+                shown = (await client.get("/v1/rep/skills/pkg:live")).json()
+                if shown["total"] == 1:
+                    break
+                await trio.sleep(0.2)
+        assert (shown["tier"], shown["score"]) == ("trusted", 4.0)
+        status = (await client.get("/v1/rep/status")).json()
+        assert status["attestations"] == 1 and status["pending"] == 1  # no peer listens yet
+    with trio.fail_after(10):
+        service.stop()
+        await service.stopped.wait()
