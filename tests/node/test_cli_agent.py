@@ -255,3 +255,21 @@ def test_ctrl_c_ends_ask_promptly(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
     assert proc.returncode == 130, err.decode()
     assert b"Traceback" not in err
+
+
+# --- bench ----------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.model
+@needs_model
+def test_bench_llm_compares_against_raw_llama_cpp(tmp_path: Path) -> None:
+    out = run("bench", "llm", "--json", "--tokens", "8", "--runs", "1", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["same_output"] is True  # both sides generated the same greedy tokens
+    assert data["tokens_generated"] == 8
+    for side in ("raw", "bitterbot"):
+        assert data[side]["tokens_per_s"] > 0 and data[side]["first_token_ms"] > 0
+    assert data["tokens_per_s_ratio"] == round(
+        data["bitterbot"]["tokens_per_s"] / data["raw"]["tokens_per_s"], 4
+    )
+    assert isinstance(data["targets_met"], bool)
