@@ -60,12 +60,20 @@ class Txn:
     def _db(self, name: str) -> Any:
         handle = self._store._dbs.get(name)
         if handle is None:
-            try:
-                handle = self._store.env.open_db(name.encode(), txn=self.raw, create=self.write)
-            except lmdb.NotFoundError:
-                return None  # read transaction, database never written: empty
+            if self.write:
+                handle = self._store.env.open_db(name.encode(), txn=self.raw, create=True)
+                self.opened.append(name)
+            else:
+                # The main database lists the named ones. A handle opened inside a read
+                # transaction cannot be written through later (mdb_put: Invalid argument),
+                # so open it in its own write transaction, then renew this read snapshot,
+                # which cannot see handles opened after it began.
+                if self.raw.get(name.encode()) is None:
+                    return None  # never written: empty
+                handle = self._store.env.open_db(name.encode(), create=False)
+                self.raw.abort()
+                self.raw = self._store.env.begin(write=False)
             self._store._dbs[name] = handle
-            self.opened.append(name)
         return handle
 
     def get(self, db: str, key: bytes | str, default: Any = None) -> Any:
@@ -156,15 +164,21 @@ class Store:
         self._dbs: dict[str, Any] = {}
         if not readonly:
             self._migrate()
+            self._open_existing()
 
     # --- transactions ---------------------------------------------------------
     @contextmanager
     def read(self) -> Iterator[Txn]:
         try:
-            with self.env.begin(write=False) as txn:
-                yield Txn(self, txn, write=False)
+            txn = Txn(self, self.env.begin(write=False), write=False)
         except lmdb.Error as exc:
             raise StoreError(f"database read failed: {exc}") from exc
+        try:
+            yield txn
+        except lmdb.Error as exc:
+            raise StoreError(f"database read failed: {exc}") from exc
+        finally:
+            txn.raw.abort()  # may have been renewed (see Txn._db): end the current one
 
     @contextmanager
     def write(self) -> Iterator[Txn]:
@@ -237,6 +251,17 @@ class Store:
                 MIGRATIONS[current - SCHEMA_VERSION](txn)
                 current += 1
                 txn.put(META_DB, "schema_version", current)
+
+    def _open_existing(self) -> None:
+        """Open every named database now, in a write transaction (see ``Txn._db``)."""
+        with self.env.begin(write=True) as txn:
+            names = [bytes(k).decode("utf-8", "replace") for k, _ in txn.cursor()]
+            for name in names:
+                if name not in self._dbs:
+                    try:
+                        self._dbs[name] = self.env.open_db(name.encode(), txn=txn, create=False)
+                    except lmdb.Error:
+                        continue  # a plain key in the main database, not a named one
 
     def close(self) -> None:
         self.env.close()

@@ -136,3 +136,39 @@ def test_nothing_acknowledged_is_lost_after_sigkill(tmp_path: Path) -> None:
     with s.read() as txn:
         for i in range(acked + 1):
             assert txn.get("acked", f"{i:08d}") == {"i": i, "pad": "x" * 512}
+
+
+def test_database_first_read_then_written_after_reopening(tmp_path: Path) -> None:
+    s = Store(tmp_path / "db")
+    with s.write() as txn:
+        txn.put("items", "a", 1)
+    s.close()
+    s = Store(tmp_path / "db")
+    with s.read() as txn:
+        assert txn.get("items", "a") == 1
+        assert txn.get("fresh", "x") is None
+    with s.write() as txn:
+        txn.put("items", "b", 2)
+        txn.put("fresh", "x", 3)
+    with s.read() as txn:
+        assert txn.get("items", "b") == 2 and txn.get("fresh", "x") == 3
+
+
+def test_database_created_by_another_process_is_readable_and_writable(tmp_path: Path) -> None:
+    s = Store(tmp_path / "db")
+    with s.read() as txn:
+        assert txn.get("made-elsewhere", "k") is None
+    subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path; from bitterbot.node.store import Store;"
+         "s = Store(Path(sys.argv[1]));"
+         "exec('with s.write() as t: t.put(\"made-elsewhere\", \"k\", 7)')",
+         str(tmp_path / "db")],
+        check=True, timeout=60,
+    )  # fmt: skip
+    with s.read() as txn:
+        assert txn.get("made-elsewhere", "k") == 7
+    with s.write() as txn:
+        txn.put("made-elsewhere", "k2", 8)
+    with s.read() as txn:
+        assert [v for _, v in txn.items("made-elsewhere")] == [7, 8]
