@@ -169,10 +169,21 @@ def render_markdown(
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
     faults = [e for e in result.events if e["event"] not in {"start"} or e.get("restart")]
     if faults:
-        lines += ["", "## Fault events", "", "| at (s) | event | details |", "|---|---|---|"]
+        lines += [
+            "",
+            "## Fault events",
+            "",
+            "Times are seconds into the workload (negative: before it started).",
+            "",
+            "| at (s) | event | details |",
+            "|---|---|---|",
+        ]
         for event in faults[:200]:
-            details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in {"at_s", "event"})
-            lines.append(f"| {event['at_s']} | {event['event']} | {details} |")
+            skip = {"at_s", "phase_s", "event"}
+            details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in skip)
+            lines.append(
+                f"| {event.get('phase_s', event['at_s'])} | {event['event']} | {details} |"
+            )
         if len(faults) > 200:
             lines.append(f"| ... | {len(faults) - 200} more | |")
     params = json.dumps(scenario.params, indent=2, sort_keys=True)

@@ -208,6 +208,8 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
                         "ms": found["ms"],
                         "local": found["local"],
                         "error": found["error"],
+                        "origin": origin,
+                        "key": k,
                     }
                 )
 
@@ -260,7 +262,13 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "routing_table_sizes": tables,
         "down_fraction_over_time": _down_over_time(events, scenario.nodes),
     }
-    return RunResult(metrics=metrics, series=series, events=events)
+    notes = [
+        f"failed lookup at {s['at_s']:.1f} s: node {s['origin']} key {s['key']}: "
+        f"{s['error'] or 'no provider returned'} after {s['ms']:.0f} ms"
+        for s in samples
+        if not s["ok"]
+    ][:20]
+    return RunResult(metrics=metrics, series=series, events=events, notes=notes)
 
 
 async def _deny(net: SimNetwork, index: int, others: list[int]) -> None:

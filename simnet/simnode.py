@@ -29,6 +29,7 @@ logger = logging.getLogger("bitterbot.simnet")
 
 STORE_MAP_SIZE = 64 * 1024 * 1024
 MAX_LOOKUP_TIMEOUT_S = 120.0
+PARTITION_SWEEP_S = 0.05
 
 
 class SimNode(RepActions, PayActions):
@@ -53,6 +54,8 @@ class SimNode(RepActions, PayActions):
         self.rep: Any = None
         self.pay: Any = None
         self.denied: set[str] = set()
+        self._nursery: trio.Nursery | None = None
+        self._sweeping = False
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> SimNode:
@@ -90,6 +93,7 @@ class SimNode(RepActions, PayActions):
             )
             self.p2p = P2PHost(identity, config, store=store)
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 await nursery.start(self.p2p.run)
                 if self.options.get("reputation"):
                     await self.start_reputation(nursery, store, identity)
@@ -148,14 +152,27 @@ class SimNode(RepActions, PayActions):
         }
 
     async def action_deny(self, ips: list[str]) -> dict[str, Any]:
-        """Cut this node off from ``ips``: gate future dials, close current connections."""
-        from libp2p.peer.id import ID
+        """Cut this node off from ``ips``: gate future dials, close current connections.
 
+        Inbound connections arrive from 127.0.0.1 (the dialer's source address), which the
+        IP gate cannot tell apart, so while a cut stands a watcher closes any connection
+        to a denied peer as soon as it appears (every :data:`PARTITION_SWEEP_S`).
+        """
         swarm = self.p2p._host.get_network()
         fresh = {str(ip) for ip in ips} - self.denied
         for ip in fresh:
             swarm.connection_gate.add_to_deny_list(ip)
         self.denied |= fresh
+        closed = await self._close_denied()
+        if self.denied and not self._sweeping and self._nursery is not None:
+            self._sweeping = True
+            self._nursery.start_soon(self._sweep_denied)
+        return {"denied": len(self.denied), "closed": closed}
+
+    async def _close_denied(self) -> int:
+        from libp2p.peer.id import ID
+
+        swarm = self.p2p._host.get_network()
         closed = 0
         for peer_id in list(self.p2p.connected_peers()):
             addrs = self.p2p.peer_addrs(peer_id)
@@ -163,7 +180,15 @@ class SimNode(RepActions, PayActions):
                 with trio.move_on_after(2):
                     await swarm.close_peer(ID.from_base58(peer_id))
                 closed += 1
-        return {"denied": len(self.denied), "closed": closed}
+        return closed
+
+    async def _sweep_denied(self) -> None:
+        try:
+            while self.denied:
+                await self._close_denied()
+                await trio.sleep(PARTITION_SWEEP_S)
+        finally:
+            self._sweeping = False
 
     async def action_allow(self) -> dict[str, Any]:
         swarm = self.p2p._host.get_network()

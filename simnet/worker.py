@@ -24,6 +24,7 @@ import trio
 
 from bitterbot.protocol.errors import BitterbotError
 from bitterbot.simnet.control import FrameReader, encode_frame
+from bitterbot.simnet.crash import ConnectionTracker, current_node
 from bitterbot.simnet.errors import WorkerError
 from bitterbot.simnet.faults import LatencyShim
 
@@ -47,6 +48,8 @@ class Worker:
         self.scopes: dict[int, trio.CancelScope] = {}
         self.done: dict[int, trio.Event] = {}
         self.shim = LatencyShim()
+        self.tracker = ConnectionTracker()
+        self.tracker.install()
 
     def node(self, index: int) -> Any:
         node = self.nodes.get(index)
@@ -74,6 +77,7 @@ class Worker:
                     started = True
                     task_status.started(value)
 
+            current_node.set(index)  # every task the node spawns inherits its owner
             try:
                 with scope:
                     await node.run(task_status=Status())  # type: ignore[arg-type]
@@ -103,6 +107,7 @@ class Worker:
         scope = self.scopes.pop(index, None)
         if scope is None:
             return False
+        self.tracker.sever(index)  # peers see the connections end, as after kill -9
         scope.cancel()
         with trio.move_on_after(timeout_s):
             await self.done[index].wait()
@@ -204,6 +209,7 @@ async def serve(receive: trio.abc.ReceiveStream, send_stream: trio.abc.SendStrea
                 break
             nursery.start_soon(_handle, worker, message, send)
     worker.shim.uninstall()
+    worker.tracker.uninstall()
 
 
 def main() -> None:
