@@ -24,14 +24,20 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from bitterbot.node.framing import StreamClosed
+from bitterbot.node.p2p_dht import MAX_VALUE_BYTES, DhtMixin
+from bitterbot.node.p2p_gossip import (
+    GOSSIP_HEARTBEAT_S,
+    GOSSIP_RATE_PER_TOPIC,
+    MAX_GOSSIP_BYTES,
+    GossipMessage,
+    GossipMixin,
+)
 from bitterbot.node.p2p_peers import (
     PeerAddr,
     PeerBook,
@@ -39,32 +45,29 @@ from bitterbot.node.p2p_peers import (
     parse_multiaddr,
     parse_peer_addr,
 )
+from bitterbot.node.p2p_stream import (
+    P2PStream,
+    describe_error,
+    find_bitterbot_error,
+    is_libp2p_error,
+    quietly,
+    to_peer_id,
+)
 from bitterbot.node.peer import libp2p_keypair, peer_id_of
 from bitterbot.node.store import Store
-from bitterbot.protocol.errors import (
-    BitterbotError,
-    NetworkError,
-    NotFoundError,
-    TooLargeError,
-    ValidationError,
-)
+from bitterbot.protocol.errors import BitterbotError, NetworkError, ValidationError
 from bitterbot.protocol.identity import Identity
+
+__all__ = ["NET_PROTOCOL", "GossipMessage", "P2PConfig", "P2PHost", "P2PStream", "PeerAddr"]
 
 logger = logging.getLogger(__name__)
 
 #: Marker protocol: a peer that speaks it (seen through identify) is a Bitterbot node.
 #: Only such peers stay in our Kademlia routing table (SPEC.md 4.2).
 NET_PROTOCOL = "/bitterbot/net/1.0.0"
-MAX_VALUE_BYTES = 64 * 1024
-MAX_GOSSIP_BYTES = 64 * 1024
-MAX_KEY_BYTES = 64  # provider keys (we announce 32-byte hashes)
-VALUE_QUERY_TIMEOUT_S = 5.0
-GOSSIP_HEARTBEAT_S = 1
-GOSSIP_RATE_PER_TOPIC = 10.0  # py-libp2p's per-peer, per-topic messages/s (own ones too)
 
 QueryObserver = Callable[[str, float, bool], None]
-StreamHandler = Callable[["P2PStream"], Awaitable[None]]
-GossipValidator = Callable[[str, bytes], Any]
+StreamHandler = Callable[[P2PStream], Awaitable[None]]
 
 
 @dataclass
@@ -81,103 +84,7 @@ class P2PConfig:
     max_gossip_bytes: int = MAX_GOSSIP_BYTES
 
 
-@dataclass(frozen=True)
-class GossipMessage:
-    topic: str
-    data: bytes
-    from_peer: str  # origin (signed by it)
-    seqno: bytes
-
-
-class P2PStream:
-    """A libp2p stream with our error types: read/write/close/reset and the remote peer."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
-        self.peer_id: str = raw.muxed_conn.peer_id.to_base58()
-        self.protocol: str = str(raw.get_protocol() or "")
-
-    async def read(self, n: int | None = None) -> bytes:
-        try:
-            return bytes(await self.raw.read(n))
-        except (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise StreamClosed("the peer closed the stream") from exc
-        except Exception as exc:
-            if _is_libp2p(exc):
-                raise StreamClosed(f"stream failed: {type(exc).__name__}") from exc
-            raise
-
-    async def write(self, data: bytes) -> None:
-        try:
-            await self.raw.write(data)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise StreamClosed("the peer closed the stream") from exc
-        except Exception as exc:
-            if _is_libp2p(exc):
-                raise StreamClosed(f"stream failed: {type(exc).__name__}") from exc
-            raise
-
-    async def close(self) -> None:
-        await _quietly(self.raw.close)
-
-    async def close_write(self) -> None:
-        closer = getattr(self.raw, "close_write", None)
-        if closer is not None:
-            await _quietly(closer)
-
-    async def reset(self) -> None:
-        await _quietly(self.raw.reset)
-
-    async def __aenter__(self) -> P2PStream:
-        return self
-
-    async def __aexit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is None:
-            await self.close()
-        else:
-            await self.reset()
-
-
-def _is_libp2p(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith(("libp2p", "multiaddr"))
-
-
-async def _quietly(fn: Callable[[], Awaitable[Any]]) -> None:
-    """Close/reset a stream whose peer may be gone already; failures there are expected."""
-    try:
-        with trio.move_on_after(2):
-            await fn()
-    except Exception as exc:
-        if not _is_libp2p(exc) and not isinstance(exc, OSError | trio.BrokenResourceError):
-            raise
-        logger.debug("stream close failed: %r", exc)
-
-
-class _Subscription:
-    def __init__(self, host: P2PHost, topic: str, raw: Any) -> None:
-        self._host = host
-        self.topic = topic
-        self._raw = raw
-
-    def __aiter__(self) -> AsyncIterator[GossipMessage]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[GossipMessage]:
-        from libp2p.peer.id import ID
-
-        async for msg in self._raw:
-            yield GossipMessage(
-                topic=self.topic,
-                data=bytes(msg.data),
-                from_peer=ID(msg.from_id).to_base58(),
-                seqno=bytes(msg.seqno),
-            )
-
-    async def unsubscribe(self) -> None:
-        await self._host._unsubscribe(self.topic)
-
-
-class P2PHost:
+class P2PHost(DhtMixin, GossipMixin):
     """One libp2p host for one node identity. Start with ``await nursery.start(p2p.run)``."""
 
     def __init__(
@@ -240,13 +147,13 @@ class P2PHost:
         except BitterbotError:
             raise
         except Exception as exc:
-            ours = _find_bitterbot_error(exc)
+            ours = find_bitterbot_error(exc)
             if ours is not None:  # raised by us inside libp2p's nurseries
                 raise ours from exc
             if self._stopping:
                 logger.debug("libp2p teardown error (ignored)", exc_info=True)
                 return
-            raise NetworkError(f"the libp2p host failed: {_reason(exc)}") from exc
+            raise NetworkError(f"the libp2p host failed: {describe_error(exc)}") from exc
         finally:
             self._nursery = None
             self.stopped.set()
@@ -265,7 +172,9 @@ class P2PHost:
             try:
                 await self._host.close()
             except Exception as exc:
-                if not _is_libp2p(exc) and not isinstance(exc, OSError | trio.TrioInternalError):
+                if not is_libp2p_error(exc) and not isinstance(
+                    exc, OSError | trio.TrioInternalError
+                ):
                     raise
                 logger.debug("closing the host: %r", exc)
 
@@ -360,7 +269,7 @@ class P2PHost:
         return bool(protocols) and NET_PROTOCOL not in {str(p) for p in protocols}
 
     async def _net_marker(self, raw: Any) -> None:
-        await _quietly(raw.close)
+        await quietly(raw.close)
 
     # --- status -----------------------------------------------------------------------
     @property
@@ -402,7 +311,7 @@ class P2PHost:
     def peer_addrs(self, peer_id: str) -> list[str]:
         """Known addresses of ``peer_id`` (text multiaddrs without /p2p)."""
         try:
-            return [str(a) for a in self._host.get_peerstore().addrs(_id(peer_id))]
+            return [str(a) for a in self._host.get_peerstore().addrs(to_peer_id(peer_id))]
         except Exception:  # noqa: BLE001 - PeerStoreError: nothing known
             return []
 
@@ -423,7 +332,7 @@ class P2PHost:
         self._require_running()
         if peer.peer_id == self.peer_id:
             raise ValidationError("refusing to dial this node itself")
-        info = PeerInfo(_id(peer.peer_id), [parse_multiaddr(a) for a in peer.addrs])
+        info = PeerInfo(to_peer_id(peer.peer_id), [parse_multiaddr(a) for a in peer.addrs])
         # our bootstrap backoff decides when to retry, not the swarm's 60 s negative cache
         unblock = getattr(self._host.get_network(), "unblock_peer", None)
         if unblock is not None:
@@ -432,10 +341,10 @@ class P2PHost:
             try:
                 await self._host.connect(info)
             except Exception as exc:
-                if not _is_libp2p(exc) and not isinstance(exc, OSError):
+                if not is_libp2p_error(exc) and not isinstance(exc, OSError):
                     raise
                 raise NetworkError(
-                    f"cannot reach {peer.peer_id} at {', '.join(peer.addrs)}: {_reason(exc)}",
+                    f"cannot reach {peer.peer_id} at {', '.join(peer.addrs)}: {describe_error(exc)}",
                     hint="check the address and that the peer is running",
                 ) from exc
         if scope.cancelled_caught:
@@ -506,7 +415,7 @@ class P2PHost:
                 )
                 await self._dht.refresh_routing_table()
             except Exception as exc:
-                if not _is_libp2p(exc) and not isinstance(exc, OSError):
+                if not is_libp2p_error(exc) and not isinstance(exc, OSError):
                     raise
                 logger.debug("routing table refresh failed: %r", exc)
 
@@ -563,276 +472,22 @@ class P2PHost:
         self._require_running()
         with trio.move_on_after(timeout) as scope:
             try:
-                raw = await self._host.new_stream(_id(peer_id), [TProtocol(protocol_id)])
+                raw = await self._host.new_stream(to_peer_id(peer_id), [TProtocol(protocol_id)])
             except Exception as exc:
-                if not _is_libp2p(exc) and not isinstance(exc, OSError):
+                if not is_libp2p_error(exc) and not isinstance(exc, OSError):
                     raise
                 raise NetworkError(
-                    f"cannot open {protocol_id} to {peer_id}: {_reason(exc)}",
+                    f"cannot open {protocol_id} to {peer_id}: {describe_error(exc)}",
                     hint="the peer may be offline or not serve this protocol",
                 ) from exc
             return P2PStream(raw)
         assert scope.cancelled_caught
         raise NetworkError(f"opening {protocol_id} to {peer_id} timed out after {timeout:g} s")
 
-    # --- DHT ----------------------------------------------------------------------------
-    def register_namespace(
-        self,
-        name: str,
-        validate: Callable[[str, bytes], None],
-        select: Callable[[str, list[bytes]], int],
-        *,
-        max_value_bytes: int | None = None,
-    ) -> None:
-        """Accept value records under ``/<name>/``: ``validate`` raises to refuse a record,
-        ``select`` returns the index of the best of several. Records over the size limit
-        are dropped before ``validate`` sees them. Without a namespace, records are refused
-        (strict validation)."""
-        from libp2p.records.validator import Validator
-
-        if not name or "/" in name:
-            raise ValidationError(f"bad namespace name {name!r}")
-        limit = max_value_bytes or self.config.max_value_bytes
-
-        class _Checked(Validator):
-            def validate(self, key: str, value: bytes) -> None:
-                if len(value) > limit:
-                    raise TooLargeError(f"record of {len(value)} bytes under {key!r}")
-                validate(key, value)
-
-            def select(self, key: str, values: list[bytes]) -> int:
-                return select(key, values)
-
-        self._namespaces[name] = _Checked()
-        if self._dht is not None:
-            self._dht.register_validator(name, self._namespaces[name])
-
-    async def provide(self, key: bytes) -> None:
-        """Announce that this node provides ``key`` (e.g. a 32-byte content hash)."""
-        _check_key(key)
-        ok = await self._query("provide", self._dht.provider_store.provide(key))
-        if not ok:
-            raise NetworkError(
-                "provider announcement reached no peer (kept locally)",
-                hint="announce again once the node has joined the network",
-            )
-
-    async def find_providers(self, key: bytes, count: int = 20) -> list[PeerAddr]:
-        """Peers providing ``key`` (at most ``count``; ``count=1`` returns at the first)."""
-        _check_key(key)
-        infos = await self._query(
-            "find_providers", self._dht.provider_store.find_providers(key, count)
-        )
-        out = []
-        for info in infos[:count]:
-            addrs = tuple(str(a) for a in info.addrs)
-            if addrs:  # so open_stream can dial it
-                self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
-            out.append(PeerAddr(info.peer_id.to_base58(), addrs))
-        return out
-
-    async def put_value(self, key: str, value: bytes) -> None:
-        """Store ``value`` under ``key`` (``/<namespace>/...``) locally and at the closest peers."""
-        self._check_record(key, value)
-        try:
-            await self._query("put_value", self._dht.put_value(key, value))
-        except ValueError as exc:  # "Refusing to replace newer value with the older one"
-            raise ValidationError(f"record for {key!r} refused: {exc}") from exc
-
-    async def get_value(self, key: str) -> bytes | None:
-        """The best valid record under ``key`` among our copy and the closest peers' copies.
-
-        Unlike py-libp2p's ``get_value`` (which returns a local copy without asking anyone),
-        this asks the network every time, so a newer record (say a catalog with a higher
-        sequence number) replaces an old local copy. The winner is stored locally.
-        """
-        validator = self._namespaces[self._namespace_of(key)]
-        value: bytes | None = await self._query("get_value", self._fresh_value(key, validator))
-        return value
-
-    async def _fresh_value(self, key: str, validator: Any) -> bytes | None:
-        key_bytes = key.encode("utf-8")
-        candidates: list[bytes] = []
-        local = self._dht.value_store.get(key_bytes)
-        if local is not None:
-            candidates.append(bytes(local.value))
-        if self._host.get_connected_peers():
-            peers = await self._dht.peer_routing.find_closest_peers_network(key_bytes)
-
-            async def ask(peer: Any) -> None:
-                with trio.move_on_after(VALUE_QUERY_TIMEOUT_S):
-                    try:
-                        value = await self._dht.value_store._get_from_peer(peer, key_bytes)
-                        if isinstance(value, bytes) and value:
-                            validator.validate(key, value)
-                            candidates.append(value)
-                    except Exception as exc:  # a bad record or a failed peer: skip it
-                        if not _is_libp2p(exc) and not isinstance(
-                            exc, BitterbotError | ValueError | OSError
-                        ):
-                            raise
-                        logger.debug("get_value %s from %s: %r", key, peer, exc)
-
-            async with trio.open_nursery() as nursery:
-                for peer in peers:
-                    if peer != self._host.get_id():
-                        nursery.start_soon(ask, peer)
-        if not candidates:
-            return None
-        best = candidates[validator.select(key, candidates)]
-        if local is None or bytes(local.value) != best:
-            self._dht.value_store.put(key_bytes, best)
-        return best
-
-    def _namespace_of(self, key: str) -> str:
-        parts = key.split("/")
-        if len(parts) < 3 or parts[0] != "" or parts[1] not in self._namespaces:
-            raise ValidationError(
-                f"no validator for DHT key {key!r}",
-                hint="keys look like /<namespace>/...; register_namespace() first",
-            )
-        return parts[1]
-
-    def _check_record(self, key: str, value: bytes) -> None:
-        validator = self._namespaces[self._namespace_of(key)]
-        try:
-            validator.validate(key, value)
-        except BitterbotError:
-            raise
-        except Exception as exc:  # a validator's own ValueError & co
-            raise ValidationError(f"record for {key!r} is invalid: {exc}") from exc
-
-    async def _query(self, op: str, work: Awaitable[Any]) -> Any:
-        self._require_running()
-        started = time.perf_counter()
-        ok = False
-        try:
-            result = await work
-            ok = True
-            return result
-        except BitterbotError:
-            raise
-        except ValueError:
-            raise
-        except Exception as exc:
-            if not _is_libp2p(exc) and not isinstance(exc, OSError):
-                raise
-            raise NetworkError(f"DHT {op} failed: {_reason(exc)}") from exc
-        finally:
-            if self.observer is not None:
-                self.observer(op, time.perf_counter() - started, ok)
-
-    # --- gossipsub ----------------------------------------------------------------------
-    @asynccontextmanager
-    async def subscribe(
-        self, topic: str, validator: GossipValidator | None = None
-    ) -> AsyncIterator[_Subscription]:
-        """Subscribe to ``topic``; iterate the context value for :class:`GossipMessage`.
-
-        ``validator(from_peer, data)`` returns True to accept (may be async); False or an
-        exception drops the message and it is not forwarded. Messages over the size limit
-        are dropped before the validator runs.
-        """
-        self._require_running()
-        if topic in self._pubsub.topic_ids:
-            raise ValidationError(
-                f"already subscribed to {topic!r}", hint="one subscription per topic per node"
-            )
-        limit = self.config.max_gossip_bytes
-
-        async def check(forwarder: Any, msg: Any) -> bool:
-            if len(msg.data) > limit:
-                return False
-            if validator is None:
-                return True
-            from libp2p.peer.id import ID
-
-            try:
-                result = validator(ID(msg.from_id).to_base58(), bytes(msg.data))
-                if hasattr(result, "__await__"):
-                    result = await result
-            except BitterbotError as exc:
-                logger.debug("gossip on %s rejected: %s", topic, exc)
-                return False
-            return bool(result)
-
-        self._pubsub.set_topic_validator(topic, check, True)
-        raw = await self._pubsub.subscribe(topic)
-        sub = _Subscription(self, topic, raw)
-        try:
-            yield sub
-        finally:
-            if not self._stopping:
-                with trio.CancelScope(shield=True), trio.move_on_after(2):
-                    await self._unsubscribe(topic)
-
-    async def _unsubscribe(self, topic: str) -> None:
-        if self._pubsub is None or topic not in self._pubsub.topic_ids:
-            return
-        self._pubsub.remove_topic_validator(topic)
-        try:
-            await self._pubsub.unsubscribe(topic)
-        except Exception as exc:
-            if not _is_libp2p(exc) and not isinstance(exc, OSError | trio.BrokenResourceError):
-                raise
-            logger.debug("unsubscribe %s: %r", topic, exc)
-
-    async def publish(self, topic: str, data: bytes) -> None:
-        """Publish ``data`` on ``topic`` (signed by this node). Our own topic validator runs
-        on it too. py-libp2p limits each peer to 10 messages/s per topic: batch."""
-        self._require_running()
-        if len(data) > self.config.max_gossip_bytes:
-            raise TooLargeError(
-                f"gossip message of {len(data)} bytes, limit {self.config.max_gossip_bytes}"
-            )
-        try:
-            await self._pubsub.publish(topic, data)
-        except Exception as exc:
-            if not _is_libp2p(exc) and not isinstance(exc, OSError | trio.BrokenResourceError):
-                raise
-            raise NetworkError(f"publish on {topic} failed: {_reason(exc)}") from exc
-
-    def topic_peers(self, topic: str) -> list[str]:
-        """Peers known to be subscribed to ``topic``."""
-        return sorted(p.to_base58() for p in self._pubsub.peer_topics.get(topic, ()))
-
     # --- helpers ------------------------------------------------------------------------
     def _require_running(self) -> None:
         if not self._ready.is_set() or self._stopping:
             raise NetworkError("the p2p host is not running", hint="start the node first")
-
-
-def _id(peer_id: str) -> Any:
-    from libp2p.peer.id import ID
-
-    try:
-        return ID.from_base58(peer_id)
-    except Exception as exc:  # base58 ValueError and friends
-        raise NotFoundError(f"not a peer ID: {peer_id!r}") from exc
-
-
-def _check_key(key: bytes) -> None:
-    if not isinstance(key, bytes) or not 1 <= len(key) <= MAX_KEY_BYTES:
-        raise ValidationError(f"DHT keys are 1-{MAX_KEY_BYTES} bytes")
-
-
-def _find_bitterbot_error(exc: BaseException) -> BitterbotError | None:
-    if isinstance(exc, BitterbotError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find_bitterbot_error(inner)
-            if found is not None:
-                return found
-    return None
-
-
-def _reason(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if name in {"SwarmDialAllFailedError", "OpenConnectionError"}:
-        return "connection refused or no route to it"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _bind_problem(addr: Any) -> str:

@@ -1,0 +1,186 @@
+"""The DHT half of :class:`~bitterbot.node.p2p.P2PHost`: namespaced value records, providers.
+
+A mixin: it uses the host's ``_dht``, ``_host``, ``_namespaces``, ``config``, ``observer``
+and ``_require_running``. See SPEC.md 4.2-4.4.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from bitterbot.node.p2p_peers import PeerAddr
+from bitterbot.node.p2p_stream import describe_error, is_libp2p_error
+from bitterbot.protocol.errors import BitterbotError, NetworkError, TooLargeError, ValidationError
+
+logger = logging.getLogger(__name__)
+
+MAX_VALUE_BYTES = 64 * 1024
+MAX_KEY_BYTES = 64  # provider keys (we announce 32-byte hashes)
+VALUE_QUERY_TIMEOUT_S = 5.0
+
+
+class DhtMixin:
+    _dht: Any
+    _host: Any
+    _namespaces: dict[str, Any]
+    config: Any
+    observer: Callable[[str, float, bool], None] | None
+
+    def _require_running(self) -> None:
+        raise NotImplementedError
+
+    def register_namespace(
+        self,
+        name: str,
+        validate: Callable[[str, bytes], None],
+        select: Callable[[str, list[bytes]], int],
+        *,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        """Accept value records under ``/<name>/``: ``validate`` raises to refuse a record,
+        ``select`` returns the index of the best of several. Records over the size limit
+        are dropped before ``validate`` sees them. Without a namespace, records are refused
+        (strict validation)."""
+        from libp2p.records.validator import Validator
+
+        if not name or "/" in name:
+            raise ValidationError(f"bad namespace name {name!r}")
+        limit = max_value_bytes or self.config.max_value_bytes
+
+        class _Checked(Validator):
+            def validate(self, key: str, value: bytes) -> None:
+                if len(value) > limit:
+                    raise TooLargeError(f"record of {len(value)} bytes under {key!r}")
+                validate(key, value)
+
+            def select(self, key: str, values: list[bytes]) -> int:
+                return select(key, values)
+
+        self._namespaces[name] = _Checked()
+        if self._dht is not None:
+            self._dht.register_validator(name, self._namespaces[name])
+
+    async def provide(self, key: bytes) -> None:
+        """Announce that this node provides ``key`` (e.g. a 32-byte content hash)."""
+        check_key(key)
+        ok = await self._query("provide", self._dht.provider_store.provide(key))
+        if not ok:
+            raise NetworkError(
+                "provider announcement reached no peer (kept locally)",
+                hint="announce again once the node has joined the network",
+            )
+
+    async def find_providers(self, key: bytes, count: int = 20) -> list[PeerAddr]:
+        """Peers providing ``key`` (at most ``count``; ``count=1`` returns at the first)."""
+        check_key(key)
+        infos = await self._query(
+            "find_providers", self._dht.provider_store.find_providers(key, count)
+        )
+        out = []
+        for info in infos[:count]:
+            addrs = tuple(str(a) for a in info.addrs)
+            if addrs:  # so open_stream can dial it
+                self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
+            out.append(PeerAddr(info.peer_id.to_base58(), addrs))
+        return out
+
+    async def put_value(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` (``/<namespace>/...``) locally and at the closest peers."""
+        self._check_record(key, value)
+        try:
+            await self._query("put_value", self._dht.put_value(key, value))
+        except ValueError as exc:  # "Refusing to replace newer value with the older one"
+            raise ValidationError(f"record for {key!r} refused: {exc}") from exc
+
+    async def get_value(self, key: str) -> bytes | None:
+        """The best valid record under ``key`` among our copy and the closest peers' copies.
+
+        Unlike py-libp2p's ``get_value`` (which returns a local copy without asking anyone),
+        this asks the network every time, so a newer record (say a catalog with a higher
+        sequence number) replaces an old local copy. The winner is stored locally.
+        """
+        validator = self._namespaces[self._namespace_of(key)]
+        value: bytes | None = await self._query("get_value", self._fresh_value(key, validator))
+        return value
+
+    async def _fresh_value(self, key: str, validator: Any) -> bytes | None:
+        key_bytes = key.encode("utf-8")
+        candidates: list[bytes] = []
+        local = self._dht.value_store.get(key_bytes)
+        if local is not None:
+            candidates.append(bytes(local.value))
+        if self._host.get_connected_peers():
+            peers = await self._dht.peer_routing.find_closest_peers_network(key_bytes)
+
+            async def ask(peer: Any) -> None:
+                with trio.move_on_after(VALUE_QUERY_TIMEOUT_S):
+                    try:
+                        value = await self._dht.value_store._get_from_peer(peer, key_bytes)
+                        if isinstance(value, bytes) and value:
+                            validator.validate(key, value)
+                            candidates.append(value)
+                    except Exception as exc:  # a bad record or a failed peer: skip it
+                        if not is_libp2p_error(exc) and not isinstance(
+                            exc, BitterbotError | ValueError | OSError
+                        ):
+                            raise
+                        logger.debug("get_value %s from %s: %r", key, peer, exc)
+
+            async with trio.open_nursery() as nursery:
+                for peer in peers:
+                    if peer != self._host.get_id():
+                        nursery.start_soon(ask, peer)
+        if not candidates:
+            return None
+        best = candidates[validator.select(key, candidates)]
+        if local is None or bytes(local.value) != best:
+            self._dht.value_store.put(key_bytes, best)
+        return best
+
+    def _namespace_of(self, key: str) -> str:
+        parts = key.split("/")
+        if len(parts) < 3 or parts[0] != "" or parts[1] not in self._namespaces:
+            raise ValidationError(
+                f"no validator for DHT key {key!r}",
+                hint="keys look like /<namespace>/...; register_namespace() first",
+            )
+        return parts[1]
+
+    def _check_record(self, key: str, value: bytes) -> None:
+        validator = self._namespaces[self._namespace_of(key)]
+        try:
+            validator.validate(key, value)
+        except BitterbotError:
+            raise
+        except Exception as exc:  # a validator's own ValueError & co
+            raise ValidationError(f"record for {key!r} is invalid: {exc}") from exc
+
+    async def _query(self, op: str, work: Awaitable[Any]) -> Any:
+        self._require_running()
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = await work
+            ok = True
+            return result
+        except BitterbotError:
+            raise
+        except ValueError:
+            raise
+        except Exception as exc:
+            if not is_libp2p_error(exc) and not isinstance(exc, OSError):
+                raise
+            raise NetworkError(f"DHT {op} failed: {describe_error(exc)}") from exc
+        finally:
+            if self.observer is not None:
+                self.observer(op, time.perf_counter() - started, ok)
+
+
+def check_key(key: bytes) -> None:
+    if not isinstance(key, bytes) or not 1 <= len(key) <= MAX_KEY_BYTES:
+        raise ValidationError(f"DHT keys are 1-{MAX_KEY_BYTES} bytes")
