@@ -214,8 +214,7 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
         self, raw: Any, *, verify: bool = True
     ) -> tuple[ch.Voucher, dict[str, Any]]:
         """Decode a voucher, check its channel is ours and funded, and (``verify``) its
-        signature. Plain payments verify in the commit thread instead, so decoding and
-        signature checks use both cores."""
+        signature."""
         voucher = ch.Voucher.from_obj(raw)
         rec = self.channel_record(voucher.channel)
         if rec is None or rec["role"] != PAYEE:
@@ -275,8 +274,10 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
         return result
 
     async def _on_pay(self, _peer: str, m: dict[str, Any]) -> dict[str, Any]:
-        voucher, _ = await self._prepare_voucher(m.get("voucher"), verify=False)
-        return {"amount": await self.accept_voucher(voucher)}
+        # verified here, on the event loop's thread, while the commit thread syncs the
+        # previous batch: the two stages overlap (checking inside the commit serializes them)
+        voucher, _ = await self._prepare_voucher(m.get("voucher"))
+        return {"amount": await self.accept_voucher(voucher, verified=True)}
 
     async def _on_buy(self, _peer: str, m: dict[str, Any]) -> dict[str, Any]:
         m = expect_map(m, "buy", {"skill": str, "version": str, "purchase": bytes, "voucher": dict})
