@@ -52,7 +52,8 @@ class AskResult:
     finish_reason: str = "stop"
 
     def as_dict(self) -> dict[str, Any]:
-        """The shape of ``bitterbot ask --json`` and ``POST /v1/agent/ask``."""
+        """The shape of ``bitterbot ask --json`` and ``POST /v1/agent/ask``: the issue's eight
+        keys, plus ``finish_reason`` so a cut answer is never passed off as whole."""
         return {
             "answer": self.answer,
             "route": self.route,
@@ -62,6 +63,7 @@ class AskResult:
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cloud_bytes": self.cloud_bytes,
+            "finish_reason": self.finish_reason,  # "length": cut at max_tokens
         }
 
 

@@ -128,6 +128,8 @@ def ask_command(
         print_json(result)
     else:
         click.echo(result["answer"])
+    if result.get("finish_reason") == "length":
+        stderr(f"(answer cut at {result['tokens_out']} tokens: raise --max-tokens for more)")
 
 
 # --- chat -----------------------------------------------------------------------------
@@ -232,13 +234,17 @@ async def _answer(
     if prepared.notice:
         stderr(f"({prepared.notice})")
     parts: list[str] = []
+    cut = False
     async with aclosing(runtime.stream(prepared)) as stream:
         async for chunk in stream:
             if chunk.text:
                 parts.append(chunk.text)
                 click.echo(chunk.text, nl=False)
                 sys.stdout.flush()
+            cut = cut or chunk.finish_reason == "length"
     click.echo("")
+    if cut:
+        stderr("(answer cut at the token limit: raise --max-tokens for more)")
     return "".join(parts).strip()
 
 

@@ -39,6 +39,7 @@ async def test_ask_reports_route_backend_model_and_token_counts() -> None:
         "tokens_in": (2 + 2) + (3 + 2),  # system 2 words, question 3, plus 2 template each
         "tokens_out": 4,
         "cloud_bytes": 0,
+        "finish_reason": "stop",
     }
     assert fake.calls[0].messages[0] == {"role": "system", "content": "Be brief."}
     assert fake.calls[0].options is not None and fake.calls[0].options.max_tokens == 16

@@ -166,6 +166,7 @@ async def test_ask_route_answers_with_the_cli_json_shape(serve: Any) -> None:
         "tokens_in",
         "tokens_out",
         "cloud_bytes",
+        "finish_reason",
     }
     assert (data["answer"], data["route"], data["backend"]) == ("Paris.", "local-llm", "fake")
 

@@ -60,6 +60,7 @@ def test_ask_json_answers_in_process_without_a_node(tmp_path: Path) -> None:
         "tokens_in",
         "tokens_out",
         "cloud_bytes",
+        "finish_reason",
     ]
     assert "Paris" in data["answer"]
     assert (data["route"], data["backend"], data["model"]) == ("local-llm", "llama.cpp", "smollm2")
@@ -273,3 +274,12 @@ def test_bench_llm_compares_against_raw_llama_cpp(tmp_path: Path) -> None:
         data["bitterbot"]["tokens_per_s"] / data["raw"]["tokens_per_s"], 4
     )
     assert isinstance(data["targets_met"], bool)
+
+
+def test_a_cut_answer_is_flagged(tmp_path: Path) -> None:
+    out = run("ask", "--model", "fake:x", "--max-tokens", "2", "one two three", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "echo: one"
+    assert "(answer cut at 2 tokens: raise --max-tokens for more)" in out.stderr
+    chat = run("chat", "--model", "fake:x", "--max-tokens", "2", home=tmp_path, stdin="a b c\n")
+    assert "(answer cut at the token limit" in chat.stderr
