@@ -90,8 +90,8 @@ def rate_cmd(
     cli_ctx: CliContext, skill: str, stars: int, text: str, publisher: str | None, as_json: bool
 ) -> None:
     """Rate SKILL (its package ID) with STARS from 1 to 5."""
-    rep = _open(cli_ctx)
     pub = parse_peer(publisher) if publisher else None
+    rep = _open(cli_ctx)
     att = rep.rate(skill, stars, text, pub)
     _done(cli_ctx, rep, att, as_json, f"rated {skill} {stars} star(s)")
 
@@ -195,8 +195,8 @@ def distrust_cmd(cli_ctx: CliContext, peer: str, as_json: bool) -> None:
 @pass_cli
 def show_cmd(cli_ctx: CliContext, skill: str, publisher: str | None, as_json: bool) -> None:
     """Score, tier and the attestations that decided them, for SKILL."""
-    rep = _open(cli_ctx)
     pub = parse_peer(publisher) if publisher else None
+    rep = _open(cli_ctx)
     assessment = rep.assess(skill, pub).describe()
     rep.ledger.store.close()
     if as_json:

@@ -276,17 +276,14 @@ async def test_node_started_later_catches_up_through_sync(rep_factory, wait_unti
 
 
 def cli(*args: str, home: Path) -> Any:
-    import os
-    import subprocess
-    import sys
+    """Run the CLI in-process (click's runner); the error path is checked in a subprocess."""
+    from click.testing import CliRunner
 
-    return subprocess.run(
-        [sys.executable, "-c", "from bitterbot.node.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "BITTERBOT_HOME": str(home)},
-        timeout=60,
-    )
+    from bitterbot.node.cli import cli as root
+
+    result = CliRunner().invoke(root, ["--home", str(home), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
 
 
 def test_cli_rates_flags_vouches_and_explains(tmp_path: Path) -> None:
@@ -296,13 +293,12 @@ def test_cli_rates_flags_vouches_and_explains(tmp_path: Path) -> None:
     evidence = tmp_path / "evidence.txt"
     evidence.write_bytes(b"it uploads ~/.ssh")
     out = cli("rep", "rate", "pkg:good", "5", "--text", "fast", home=home)
-    assert out.returncode == 0, out.stderr
     assert "gossiped when the node starts" in out.stdout
     out = cli("rep", "flag", "pkg:bad", "--evidence", str(evidence), "--json", home=home)
     flag = json.loads(out.stdout)
     assert flag["evidence_hash"] == hashlib.sha256(b"it uploads ~/.ssh").hexdigest()
     friend = peer_id_of(ident(42))
-    assert cli("rep", "trust", friend, home=home).returncode == 0
+    assert "vouched for" in cli("rep", "trust", friend, home=home).stdout
     shown = json.loads(cli("rep", "show", "pkg:bad", "--json", home=home).stdout)
     assert shown["tier"] == "flagged"
     assert shown["evidence"][0]["id"] == flag["id"]
@@ -312,7 +308,18 @@ def test_cli_rates_flags_vouches_and_explains(tmp_path: Path) -> None:
     assert {r["why"] for r in roots} == {"this node", "you vouched for it"}
     status = json.loads(cli("rep", "status", "--json", home=home).stdout)
     assert (status["attestations"], status["pending"]) == (3, 3)
-    bad = cli("rep", "trust", "not-a-peer", home=home)
+    import os
+    import subprocess
+    import sys
+
+    bad = subprocess.run(
+        [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
+        + ["rep", "trust", "not-a-peer"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BITTERBOT_HOME": str(home)},
+        timeout=60,
+    )
     assert bad.returncode != 0 and "what to do" in bad.stderr and "Traceback" not in bad.stderr
 
 
