@@ -324,10 +324,29 @@ class DocsIndex:
 
     # --- interrupted runs --------------------------------------------------------
     def begin_job(self, paths: Sequence[str], now_ms: int) -> None:
-        self._transact(lambda txn: txn.put(META, "job", {"paths": list(paths), "ms": now_ms}))
+        """Record ``paths`` as being ingested (added to any interrupted run's paths)."""
 
-    def end_job(self) -> None:
-        self._transact(lambda txn: txn.delete(META, "job"))
+        def write(txn: DocsTxn) -> None:
+            job = txn.get(META, "job") or {"paths": []}
+            merged = list(dict.fromkeys([*job["paths"], *paths]))
+            txn.put(META, "job", {"paths": merged, "ms": now_ms})
+
+        self._transact(write)
+
+    def end_job(self, paths: Sequence[str]) -> None:
+        """``paths`` are done; an interrupted run's other paths stay pending."""
+
+        def write(txn: DocsTxn) -> None:
+            job = txn.get(META, "job")
+            if job is None:
+                return
+            left = [p for p in job["paths"] if p not in set(paths)]
+            if left:
+                txn.put(META, "job", {**job, "paths": left})
+            else:
+                txn.delete(META, "job")
+
+        self._transact(write)
 
     def pending_job(self) -> list[str] | None:
         """Paths of an ingestion that was interrupted (killed, crashed), if any."""
@@ -512,7 +531,8 @@ def ingest(
     """Add every file under ``paths``; records the run so an interrupted one can resume."""
     stamp = int(time.time() * 1000) if now_ms is None else now_ms
     found = list(docs_ingest.discover(paths))
-    index.begin_job([str(Path(p).expanduser().absolute()) for p in paths], stamp)
+    job = [str(Path(p).expanduser().absolute()) for p in paths]
+    index.begin_job(job, stamp)
     results = []
     for done, item in enumerate(found, start=1):
         if isinstance(item, DocumentSkipped):
@@ -522,7 +542,7 @@ def ingest(
         results.append(result)
         if progress is not None:
             progress(result, done, len(found))
-    index.end_job()
+    index.end_job(job)
     return results
 
 

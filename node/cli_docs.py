@@ -17,13 +17,20 @@ from bitterbot.protocol.errors import ValidationError
 
 
 def open_index(cli_ctx: CliContext) -> Any:
-    """The home's document index; the encoder loads only when a command needs vectors."""
+    """The home's document index; the encoder loads only when a command needs vectors.
+
+    Inside a command the store closes with the command; other callers close ``.store``.
+    """
     from bitterbot.node.store import Store
 
     home = cli_ctx.home.ensure()
     settings = cli_ctx.settings()
+    store = Store(home.db_path)
+    click_ctx = click.get_current_context(silent=True)
+    if click_ctx is not None:
+        click_ctx.call_on_close(store.close)
     return make_index(
-        Store(home.db_path),
+        store,
         home.path / "cache",
         vectors=str(settings["docs.vectors"]),
         max_file_bytes=int(settings["docs.max_file_bytes"]),

@@ -95,6 +95,8 @@ UNKNOWN = [
     "How tall is the Eiffel tower?",
     "When was the lighthouse in Dover built?",
     "What is the battery life of my phone?",
+    "Who painted the Mona Lisa?",
+    "When does the Lakeside Festival take place?",
 ]
 
 
