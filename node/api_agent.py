@@ -335,4 +335,5 @@ async def start_agent(ctx: NodeContext, nursery: trio.Nursery) -> None:
         except BitterbotError as exc:
             logger.warning("agent: default model %s not loaded: %s", runtime.default_model, exc)
 
-    nursery.start_soon(preload)
+    if ctx.settings["agent.preload"]:
+        nursery.start_soon(preload)

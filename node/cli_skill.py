@@ -201,21 +201,70 @@ def _package_bytes(cli_ctx: CliContext, source: str) -> bytes:
 @click.option(
     "--force", is_flag=True, help="allow a downgrade or replacing another publisher's skill"
 )
+@click.option("--publisher", default=None, help="from the network: the publisher key to choose")
+@click.option(
+    "--ignore-reputation", is_flag=True, help="install even if flagged by someone you trust"
+)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @home_option
 @pass_cli
 def install_command(
-    cli_ctx: CliContext, source: str, yes: bool, force: bool, as_json: bool
+    cli_ctx: CliContext,
+    source: str,
+    yes: bool,
+    force: bool,
+    publisher: str | None,
+    ignore_reputation: bool,
+    as_json: bool,
 ) -> None:
-    """Verify and install a package (PATH or package ID). Runs no code."""
-    data = _package_bytes(cli_ctx, source)
+    """Verify and install a package: a PATH, a package ID, or a skill NAME from the network.
+
+    Network installs go through the running node (DHT lookup, verified transfer) and then
+    the same verification and consent as a local file. Runs no code.
+    """
+    from bitterbot.node.cli_market import fetch_from_network, seed_after_install
+    from bitterbot.node.client import running_api
+    from bitterbot.protocol.skillpkg import verify_package
+
+    fetched: dict[str, Any] | None = None
+    try:
+        data = _package_bytes(cli_ctx, source)
+    except NotFoundError:
+        if running_api(cli_ctx.home_path) is None:
+            raise NotFoundError(
+                f"{source} is not a package file or a package kept on this machine",
+                hint="to install from the network, start the node first: bitterbot node start",
+            ) from None
+        if not as_json:
+            click.echo(f"looking for {source} on the network...", err=True)
+        fetched = fetch_from_network(cli_ctx, source, publisher)
+        data = Path(fetched["path"]).read_bytes()
+    verified = verify_package(data)
     with _manager(cli_ctx) as manager:
+        _reputation_gate(cli_ctx, manager, verified, ignore_reputation)
         record = manager.install(data, _consent(yes, as_json), force=force)
     _keep_package(cli_ctx.home.path, record["id"], data)
+    seeding = None
+    if running_api(cli_ctx.home_path) is not None and verified.manifest.price == 0:
+        seeding = seed_after_install(cli_ctx, record["id"], fetched["record"] if fetched else None)
     if as_json:
-        print_json(_row(record))
+        print_json({**_row(record), "from_network": fetched is not None, "seeding": seeding})
     else:
         click.echo(f"installed {record['name']} {record['version']} ({record['id']})")
+        if seeding and seeding.get("seeding"):
+            click.echo("seeding it to other peers (turn off with skills.seed_installed = false)")
+
+
+def _reputation_gate(
+    cli_ctx: CliContext, manager: Any, verified: Any, ignore_reputation: bool
+) -> None:
+    """Refuse a skill flagged by someone this node trusts, or revoked (overridable)."""
+    from bitterbot.node.reputation import RepConfig, Reputation
+
+    rep = Reputation(
+        manager.records.store, cli_ctx.home.identity(), RepConfig.from_settings(cli_ctx.settings())
+    )
+    rep.check_install(verified.manifest.name, verified.publisher, override=ignore_reputation)
 
 
 @skill_group.command("import")

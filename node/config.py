@@ -86,6 +86,7 @@ SETTINGS: list[Setting] = [
         "agent.model", "smollm2", "default model: 'smollm2' (embedded), a GGUF path, or ollama:NAME"
     ),
     Setting("agent.threads", 2, "CPU threads for local inference", _as_int),
+    Setting("agent.preload", True, "load the default model when the node starts", _as_bool),
     Setting("agent.context", 2048, "context length (tokens) for local models", _as_int),
     Setting("agent.max_tokens", 256, "default answer length limit (tokens)", _as_int),
     Setting(
@@ -117,7 +118,9 @@ SETTINGS: list[Setting] = [
     Setting("skills.seed_installed", True, "serve installed free skills to other peers", _as_bool),
     Setting("skills.deadline_ms", 10_000, "wall-clock limit of one WASM skill run (ms)", _as_int),
     Setting("skills.memory_mb", 64, "memory cap of one WASM skill run (MiB)", _as_int),
-    Setting("skills.fuel", 10_000_000_000, "instruction budget (fuel) of one WASM skill run", _as_int),
+    Setting(
+        "skills.fuel", 10_000_000_000, "instruction budget (fuel) of one WASM skill run", _as_int
+    ),
     Setting(
         "market.reannounce_s", 3600, "seconds between re-announcements of published skills", _as_int
     ),

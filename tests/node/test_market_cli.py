@@ -1,0 +1,113 @@
+"""The market as a person uses it: two `bitterbot node start` processes and the CLI.
+
+A developer publishes a skill folder from their node; a user whose node only knows the
+developer's address as a seed searches, installs (consent accepted with --yes) and runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bitterbot.node.home import Home
+
+CLI = [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
+LOCAL = ["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]
+CALC = Path(__file__).parents[2] / "agent" / "builtin" / "calculator"
+
+
+def env() -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("BITTERBOT_")}
+    out["BITTERBOT_AGENT_PRELOAD"] = "false"  # no model needed here
+    return out
+
+
+def cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(),
+    )
+
+
+def start_node(home: Path, *extra: str) -> tuple[subprocess.Popen[str], dict]:
+    proc = subprocess.Popen(
+        [*CLI, "--home", str(home), "node", "start", *LOCAL, *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env(),
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        info = Home(home).read_running() if home.exists() else None
+        if info:
+            return proc, info
+        time.sleep(0.1)
+    raise AssertionError("node did not start")
+
+
+@pytest.fixture
+def procs():
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_publish_search_install_run_from_the_command_line(tmp_path: Path, procs) -> None:
+    dev_home, user_home = tmp_path / "dev", tmp_path / "user"
+    dev, dev_info = start_node(dev_home)
+    procs.append(dev)
+    seed = next(a for a in dev_info["listen_addrs"] if a.startswith("/ip4/127.0.0.1/"))
+    user, _ = start_node(user_home, "--seed", seed)
+    procs.append(user)
+
+    folder = tmp_path / "unit-calc"
+    shutil.copytree(CALC, folder, ignore=shutil.ignore_patterns("src"))
+    skill_md = (folder / "SKILL.md").read_text().replace("name: calculator", "name: unit-calc")
+    (folder / "SKILL.md").write_text(skill_md)
+
+    out = cli(dev_home, "skill", "publish", str(folder), "--node-key", "--json")
+    assert out.returncode == 0, out.stderr
+    published = json.loads(out.stdout)
+    assert published["name"] == "unit-calc" and published["price"] == 0
+
+    deadline = time.monotonic() + 60
+    offers: list[dict] = []
+    while time.monotonic() < deadline and not offers:
+        found = cli(user_home, "skill", "search", "unit-calc", "--json")
+        assert found.returncode == 0, found.stderr
+        offers = json.loads(found.stdout)
+        time.sleep(0.5)
+    assert [o["package_id"] for o in offers] == [published["package_id"]]
+    assert offers[0]["publisher"] == published["publisher"]
+    tagged = json.loads(cli(user_home, "skill", "search", "--tag", "units", "--json").stdout)
+    assert [o["name"] for o in tagged] == ["unit-calc"]
+
+    installed = cli(user_home, "skill", "install", "unit-calc", "--yes", "--json")
+    assert installed.returncode == 0, installed.stderr
+    row = json.loads(installed.stdout)
+    assert row["from_network"] is True and row["id"] == published["package_id"]
+    assert row["seeding"]["seeding"] is True
+
+    ran = cli(user_home, "skill", "run", "unit-calc", "1 km to m", "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert "1000" in json.loads(ran.stdout)["output"]
+
+
+def test_install_of_an_unknown_name_without_a_node_says_to_start_one(tmp_path: Path) -> None:
+    out = cli(tmp_path / "nobody", "skill", "install", "no-such-skill", "--yes")
+    assert out.returncode != 0
+    assert "bitterbot node start" in out.stderr and "Traceback" not in out.stderr
