@@ -105,6 +105,6 @@ def _reputation(ctx: NodeContext, row: dict[str, Any]) -> dict[str, Any]:
     """Tier and score of an offer from this node's reputation ledger."""
     from bitterbot.protocol.identity import decode_key
 
-    assessment = ctx.reputation.assess(row["name"], decode_key(row["publisher"]))
+    assessment = ctx.reputation.assess(row["package_id"], decode_key(row["publisher"]))
     score = None if assessment.score is None else round(assessment.score, 3)
     return {"tier": assessment.tier, "score": score}

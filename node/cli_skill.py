@@ -264,7 +264,7 @@ def _reputation_gate(
     rep = Reputation(
         manager.records.store, cli_ctx.home.identity(), RepConfig.from_settings(cli_ctx.settings())
     )
-    rep.check_install(verified.manifest.name, verified.publisher, override=ignore_reputation)
+    rep.check_install(verified.id, verified.publisher, override=ignore_reputation)
 
 
 @skill_group.command("import")
