@@ -28,6 +28,7 @@ from bitterbot.protocol.errors import PaymentError
 T = TypeVar("T")
 ACCOUNTS = "ledger.accounts"
 ESCROWS = "ledger.escrows"
+GRANTS = "ledger.grants"  # accounts that received their start grant
 NAME = "ledger"
 TEST_MONEY = "TEST MONEY"
 
@@ -60,7 +61,7 @@ class LedgerBackend:
     def __init__(self, store: Store) -> None:
         self.store = store
         # handles first opened in a read transaction are unusable (see payments.open_databases)
-        store.transact(lambda txn: (txn.count(ACCOUNTS), txn.count(ESCROWS)))
+        store.transact(lambda txn: (txn.count(ACCOUNTS), txn.count(ESCROWS), txn.count(GRANTS)))
         self._limiter = trio.CapacityLimiter(1)
         self._key: Path | None = None
 
@@ -108,6 +109,18 @@ class LedgerBackend:
             return new
 
         return self.store.transact(mint)
+
+    def grant_once_sync(self, account: bytes, amount: int) -> bool:
+        """Mint a new node's start grant of TEST MONEY, once per account ever."""
+
+        def grant(txn: Txn) -> bool:
+            if txn.get(GRANTS, account) is not None:
+                return False
+            txn.put(GRANTS, account, amount)
+            txn.put(ACCOUNTS, account, int(txn.get(ACCOUNTS, account, 0)) + amount)
+            return True
+
+        return self.store.transact(grant)
 
     def escrow_sync(self, channel_id: bytes) -> rules.Escrow | None:
         with self.store.read() as txn:

@@ -603,3 +603,37 @@ async def test_paid_package_round_trip_through_sell_buy_unlock(
         buyer.unlock_package("weather", "2.1.0", blob)
     await buyer.purchase(seller.p2p.peer_id, "weather", "2.1.0", max_price=300)
     assert buyer.unlock_package("weather", "2.1.0", blob, publisher=seller.me) == package
+
+
+def test_start_grant_is_minted_once_even_after_spending(ledger: LedgerBackend) -> None:
+    me, payee = Identity.generate(), Identity.generate()
+    assert ledger.grant_once_sync(me.public_key, 1000) is True
+    terms = ch.new_terms(
+        me.public_key,
+        payee.public_key,
+        1000,
+        backend="ledger",
+        dispute_window_ms=0,
+        now_ms=1,
+        salt=b"g" * 16,
+    )
+    ledger.lock_deposit_sync(ch.open_channel(terms, me).countersign(payee))
+    assert ledger.balance_sync(me.public_key) == 0
+    assert ledger.grant_once_sync(me.public_key, 1000) is False
+    assert ledger.balance_sync(me.public_key) == 0
+    with pytest.raises(Exception) as info:
+        ledger.lock_deposit_sync(
+            ch.open_channel(
+                ch.new_terms(
+                    me.public_key,
+                    payee.public_key,
+                    1,
+                    backend="ledger",
+                    dispute_window_ms=0,
+                    now_ms=1,
+                    salt=b"h" * 16,
+                ),
+                me,
+            ).countersign(payee)
+        )
+    assert info.value.code == "insufficient_funds"  # type: ignore[attr-defined]
