@@ -1,0 +1,115 @@
+"""CLI: router eval, privacy redact/log, bench router/privacy/escalation (real processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bitterbot.node.home import Home
+from bitterbot.node.privacy_log import PrivacyLog
+from bitterbot.node.store import Store
+
+CLINC = Path("/work/shared/data/clinc150/train_val.json")
+
+
+def run(*args: str, home: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from bitterbot.node.cli import main; main()", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BITTERBOT_HOME": str(home)},
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def clinc_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not CLINC.exists():
+        pytest.skip("shared CLINC150 data not present")
+    data = json.loads(CLINC.read_text())
+    intents = sorted({y for _, y in data["train"]})[20:30]
+    subset = {
+        "train": [r for r in data["train"] if r[1] in intents][::2],
+        "val": [r for r in data["val"] if r[1] in intents],
+        "oos_train": data["oos_train"][:40],
+        "oos_val": data["oos_val"][:30],
+    }
+    path = tmp_path_factory.mktemp("clinc") / "subset.json"
+    path.write_text(json.dumps(subset))
+    return path
+
+
+def test_privacy_redact_prints_what_would_leave(tmp_path: Path) -> None:
+    text = "Mail anna.k@example.com or call +44 20 7946 0958 about card 4111 1111 1111 1111."
+    out = run("privacy", "redact", "--json", home=tmp_path, stdin=text)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert "anna.k@example.com" not in data["redacted"] and "4111" not in data["redacted"]
+    assert {e["type"] for e in data["entities"]} == {"EMAIL", "PHONE", "CARD"}
+    for e in data["entities"]:
+        assert set(e) == {"type", "start", "end"} and 0 <= e["start"] < e["end"] <= len(text)
+    plain = run("privacy", "redact", home=tmp_path, stdin=text)
+    assert plain.stdout.strip() == data["redacted"].strip()
+
+
+def test_privacy_log_lists_what_the_node_sent(tmp_path: Path) -> None:
+    empty = run("privacy", "log", "--json", home=tmp_path)
+    assert empty.returncode == 0, empty.stderr
+    assert json.loads(empty.stdout) == []
+    store = Store(Home(tmp_path).db_path)
+    PrivacyLog(store).record_request(
+        provider="http://p", model="m", payload=b"x" * 321, entity_counts={"EMAIL": 2}
+    )
+    store.close()
+    out = run("privacy", "log", "--json", home=tmp_path)
+    (entry,) = json.loads(out.stdout)
+    assert entry["bytes_sent"] == 321 and entry["entity_counts"] == {"EMAIL": 2}
+    assert len(entry["payload_sha256"]) == 64
+    text = run("privacy", "log", home=tmp_path)
+    assert "321 bytes" in text.stdout and "EMAIL=2" in text.stdout
+
+
+def test_router_eval_prints_the_metrics(tmp_path: Path, clinc_subset: Path) -> None:
+    out = run("router", "eval", "--data", str(clinc_subset), "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {"in_scope_accuracy", "oos_recall", "oos_precision", "p50_ms", "p99_ms",
+            "model_bytes", "n_eval"} <= set(data)  # fmt: skip
+    assert data["n_eval"] == 200 + 30
+    assert data["in_scope_accuracy"] > 0.85 and data["model_bytes"] < 100_000_000
+    bad = run("router", "eval", "--data", str(clinc_subset), "--eval-split", "test", home=tmp_path)
+    assert bad.returncode != 0 and "no split 'test'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_bench_escalation_reports_share_and_cost(tmp_path: Path, clinc_subset: Path) -> None:
+    out = run("bench", "escalation", "--data", str(clinc_subset), "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert 0 < data["share_escalated"] < 0.2
+    assert data["cost_per_1000_usd"] < data["cloud_only_cost_per_1000_usd"]
+    assert data["tasks"] == 230 + data["open_tasks"]
+
+
+def test_bench_router_and_bench_privacy(tmp_path: Path) -> None:
+    out = run("bench", "router", "--queries", "20", "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["queries"] == 20 and 0 < data["p50_ms"] <= data["p99_ms"]
+    assert data["model_bytes"] < 100_000_000
+    csv_path = tmp_path / "pupa.csv"
+    csv_path.write_text(
+        "user_query,pii_units\n"
+        '"Rachel Zheng works at H&R Technology, mail rachel@hr.example",rachel zheng||h&r technology\n'
+        '"Book a table for Johnny Bay at 7",johnny bay\n'
+    )
+    out = run("bench", "privacy", "--data", str(csv_path), "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["units"] == 3 and data["leakage"] == 0.0 and data["queries"] == 2
