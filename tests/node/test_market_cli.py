@@ -111,3 +111,28 @@ def test_install_of_an_unknown_name_without_a_node_says_to_start_one(tmp_path: P
     out = cli(tmp_path / "nobody", "skill", "install", "no-such-skill", "--yes")
     assert out.returncode != 0
     assert "bitterbot node start" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_install_of_a_skill_flagged_by_a_trusted_attester_is_refused(tmp_path: Path) -> None:
+    from bitterbot.agent.skills import read_folder
+    from bitterbot.protocol.identity import Identity
+    from bitterbot.protocol.skillpkg import build_package, sign_package
+
+    files = {k: v for k, v in read_folder(CALC).items() if not k.startswith("src/")}
+    files["SKILL.md"] = files["SKILL.md"].replace(b"name: calculator", b"name: shady-calc")
+    pkg = sign_package(build_package(files), Identity.generate(), int(time.time() * 1000))
+    path = tmp_path / "shady.bbskill"
+    path.write_bytes(pkg.to_bytes())
+    home = tmp_path / "user"
+    evidence = tmp_path / "evidence.txt"
+    evidence.write_text("it exfiltrates ~/.ssh")
+
+    flagged = cli(home, "rep", "flag", pkg.id, "--evidence", str(evidence))
+    assert flagged.returncode == 0, flagged.stderr
+    refused = cli(home, "skill", "install", str(path), "--yes")
+    assert refused.returncode != 0
+    assert "refused" in refused.stderr and "Traceback" not in refused.stderr
+    assert "shady-calc" not in cli(home, "skill", "list", "--json").stdout
+
+    forced = cli(home, "skill", "install", str(path), "--yes", "--ignore-reputation")
+    assert forced.returncode == 0, forced.stderr
