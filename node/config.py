@@ -111,6 +111,13 @@ SETTINGS: list[Setting] = [
         "send chat history to the cloud (off: current task only)",
         _as_bool,
     ),
+    Setting(
+        "cloud.max_local_words", 80, "requests longer than this (words) count as too hard", _as_int
+    ),
+    Setting(
+        "cloud.escalate_on_length", False, "escalate when the local answer was cut off", _as_bool
+    ),
+    Setting("privacy.terms", [], "words always redacted before the cloud (your name...)", _as_list),
     # --- skills and market --------------------------------------------------
     Setting(
         "skills.max_package_bytes", 64 * 1024 * 1024, "largest skill package accepted", _as_int
