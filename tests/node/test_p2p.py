@@ -113,6 +113,10 @@ async def test_values_need_a_registered_validator_and_the_best_record_wins(p2p_f
 async def test_gossip_reaches_every_node_and_the_validator_drops_bad_messages(
     p2p_factory, wait_until
 ):
+    import pytest
+
+    from bitterbot.protocol.errors import ValidationError
+
     topic = "/bitterbot/test/1"
     a = await p2p_factory("a")
     nodes = [a, *[await p2p_factory(f"n{i}", seeds=[a]) for i in range(3)]]
@@ -140,6 +144,9 @@ async def test_gossip_reaches_every_node_and_the_validator_drops_bad_messages(
         await nodes[1].publish(topic, b"bad one")
         await nodes[1].publish(topic, b"good one")
         await wait_until(lambda: all(v == [b"good one"] for v in received.values()), timeout=10)
+        with pytest.raises(ValidationError, match="already subscribed"):
+            async with nodes[0].subscribe(topic):
+                pass
         nursery.cancel_scope.cancel()
 
 

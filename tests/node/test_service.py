@@ -47,6 +47,11 @@ async def test_service_starts_writes_node_json_and_cleans_up(tmp_path, nursery):
     assert f'peer_id="{info["peer_id"]}"' in resp.text
     assert "bitterbot_dht_routing_table_size 0.0" in resp.text
     assert "bitterbot_process_rss_bytes" in resp.text
+    async with httpx.AsyncClient() as client:
+        foreign = await client.get(
+            f"http://{info['metrics']}/metrics", headers={"Host": "evil.example"}
+        )
+    assert foreign.status_code == 403
 
     with trio.fail_after(5):
         service.stop()
