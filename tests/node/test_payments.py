@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bitterbot.node.home import Home
 from bitterbot.node.ledger_backend import LedgerBackend
@@ -637,3 +639,43 @@ def test_start_grant_is_minted_once_even_after_spending(ledger: LedgerBackend) -
             ).countersign(payee)
         )
     assert info.value.code == "insufficient_funds"  # type: ignore[attr-defined]
+
+
+_fuzz_leaf = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=40)
+_fuzz_requests = st.dictionaries(
+    st.sampled_from(["t", "voucher", "open", "close", "skill", "version", "purchase", "id"]),
+    st.recursive(
+        _fuzz_leaf | st.sampled_from(["pay", "buy", "open", "close", "call", "quote", "info"]),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(["v", "channel", "nonce", "amount", "sig"]), inner)
+        ),
+        max_leaves=12,
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(req=_fuzz_requests | _fuzz_leaf)
+def test_arbitrary_requests_get_an_error_reply_never_an_exception(
+    tmp_path_factory: pytest.TempPathFactory, req: Any
+) -> None:
+    folder = tmp_path_factory.mktemp("fuzz")
+
+    async def main() -> dict[str, Any]:
+        ledger = LedgerBackend.open(folder / "ledger")
+        store = Store(folder / "payee")
+        try:
+            payee = Payments(Identity.from_seed(b"f" * 32), store, ledger)
+            return await payee.handle_request("peer", req)
+        finally:
+            store.close()
+            ledger.shutdown()
+
+    reply = trio.run(main)
+    assert isinstance(reply, dict) and reply["ok"] in (True, False)
+    if not reply["ok"]:
+        assert isinstance(reply["error"]["code"], str)
+    else:
+        assert req.get("t") == "info"  # nothing else can succeed without a real channel

@@ -277,3 +277,35 @@ def test_escrow_refuses_forged_settlement_and_close_request() -> None:
         st_.escrow_request_close(e, ch.sign_close(MALLORY, msg.channel_id, 0, 0), NOW)
     with pytest.raises(st_.SettlementError):
         st_.escrow_refund(e, NOW + 10**9)  # still open: no refund without a close
+
+
+_leaf = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=40)
+_values = st.recursive(
+    _leaf | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["v", "channel", "nonce", "amount", "ref", "sig", "terms", "payer_sig", "payee_sig"]
+            ),
+            inner,
+            max_size=8,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values)
+def test_arbitrary_decoded_values_only_raise_wire_errors(obj: object) -> None:
+    for parse in (
+        ch.Voucher.from_obj,
+        ch.OpenMessage.from_obj,
+        ch.CloseMessage.from_obj,
+        ch.ChannelTerms.from_obj,
+    ):
+        try:
+            parse(obj)
+        except WireError:
+            pass
