@@ -172,6 +172,11 @@ class Escalation:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, object], **kwargs: object) -> Escalation:
+        rule = SufficiencyRule(
+            max_local_words=int(str(settings.get("cloud.max_local_words", 80))),
+            escalate_on_length=bool(settings.get("cloud.escalate_on_length", False)),
+        )
+        kwargs.setdefault("rule", rule)
         return cls(
             cloud_url=str(settings.get("cloud.url", "")),
             cloud_model=str(settings.get("cloud.model", "")),

@@ -114,6 +114,45 @@ class Orchestrator:
     system_prompt: str | None = None
     options: GenerateOptions = field(default_factory=GenerateOptions)
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Mapping[str, Any],
+        *,
+        local: Backend | None,
+        router: Router | None = None,
+        skill_runner: SkillRunner | None = None,
+        audit: AuditSink | None = None,
+        ledger: Any = None,
+        on_decision: Callable[[Any], None] | None = None,
+        confirm: Confirm | None = None,
+    ) -> Orchestrator:
+        """The node's wiring: cloud client only when configured, gate with privacy.terms.
+
+        ``ledger``/``on_decision``/``audit`` are normally one
+        :class:`bitterbot.node.privacy_log.PrivacyLog`.
+        """
+        extra: dict[str, Any] = {}
+        if ledger is not None:
+            extra["ledger"] = ledger
+        escalation = Escalation.from_settings(settings, on_decision=on_decision, **extra)
+        cloud = None
+        if escalation.configured:
+            from bitterbot.agent.cloud_backend import CloudBackend
+
+            cloud = CloudBackend.from_settings(settings)
+        return cls(
+            escalation=escalation,
+            router=router,
+            local=local,
+            cloud=cloud,
+            gate=PrivacyGate(extra_terms=list(settings.get("privacy.terms", []))),
+            skill_runner=skill_runner,
+            audit=audit,
+            confirm=confirm,
+            send_history=bool(settings.get("cloud.send_history", False)),
+        )
+
     async def ask(
         self,
         text: str,

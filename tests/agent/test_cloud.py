@@ -261,3 +261,62 @@ async def test_provider_errors_are_typed_and_the_key_is_hidden(
     with pytest.raises(ModelError):
         await down.generate([{"role": "user", "content": "hi"}], GenerateOptions())
     await down.aclose()
+
+
+async def test_node_wiring_from_settings_applies_terms_and_policy(
+    server: tuple[str, Recorder], log: PrivacyLog
+) -> None:
+    url, rec = server
+    settings = {
+        "cloud.url": url,
+        "cloud.model": "gpt-4o-mini",
+        "cloud.api_key": "",
+        "cloud.policy": "auto",
+        "cloud.daily_budget_microusd": 1_000_000,
+        "cloud.send_history": False,
+        "cloud.max_local_words": 5,
+        "cloud.escalate_on_length": False,
+        "privacy.terms": ["project bluebird"],
+    }
+    orch = Orchestrator.from_settings(
+        settings, local=FakeBackend(replies=["ok"]), audit=log, ledger=log,
+        on_decision=log.record_decision,
+    )  # fmt: skip
+    result = await orch.ask("what should the next milestone of project bluebird be")
+    assert result.route == "cloud" and "long request" in result.reason  # 9 words > 5
+    assert "bluebird" not in rec.bodies[0].decode().lower()
+    assert "project bluebird" in result.answer
+    assert log.decisions()[0]["escalate"] is True
+    off = Orchestrator.from_settings({**settings, "cloud.url": ""}, local=FakeBackend())
+    assert off.cloud is None
+
+
+async def test_a_skill_answers_without_any_model_or_cloud(
+    server: tuple[str, Recorder], log: PrivacyLog
+) -> None:
+    from bitterbot.agent.encoder import get_encoder
+    from bitterbot.agent.router import Router, SkillIntent
+
+    url, rec = server
+    router = Router(get_encoder())
+    router.add_skill(
+        SkillIntent(
+            "currency",
+            "convert amounts between currencies",
+            ["convert 100 dollars to euros", "how many yen is 50 pounds", "usd to chf rate"],
+        )
+    )
+    calls: list[tuple[str, str]] = []
+
+    async def run_skill(name: str, text: str) -> str:
+        calls.append((name, text))
+        return "21.40 USD"
+
+    orch = make(url, log, AUTO, router=router, skill_runner=run_skill)
+    orch.local = FakeBackend(replies=["should not be used"])
+    result = await orch.ask("convert 20 euros to dollars")
+    assert result.route == "currency" and result.answer == "21.40 USD"
+    assert calls == [("currency", "convert 20 euros to dollars")]
+    assert rec.bodies == [] and result.cloud_bytes == 0
+    general = await orch.ask("write a detailed essay about rivers")
+    assert general.route == "cloud" and any("router:" in s for s in general.steps)
