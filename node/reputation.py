@@ -471,6 +471,13 @@ class Reputation:
         self.graph.add_all(pending)  # the CLI may have written them from another process
         if not pending or not p2p.topic_peers(TOPIC):
             return 0
+        # Peers refuse gossip older than the age limit (and score the sender down for it):
+        # statements that old travel by sync only.
+        oldest = self.clock_ms() - self.config.gossip_max_age_ms + 60_000
+        too_old = [a for a in pending if a.ts < oldest]
+        if too_old:
+            self.ledger.mark_sent(too_old)
+            pending = [a for a in pending if a.ts >= oldest]
         pending.sort(key=lambda a: a.seq)
         sent = 0
         for batch in att_mod.split_batches(pending):

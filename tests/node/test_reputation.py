@@ -571,3 +571,20 @@ async def test_running_node_picks_up_cli_statements_and_serves_them_over_http(
     with trio.fail_after(10):
         service.stop()
         await service.stopped.wait()
+
+
+async def test_statements_too_old_for_gossip_wait_for_sync_instead(rep_factory, wait_until):
+    seed, rseed = await rep_factory("seed")
+    b, rb = await rep_factory("b", seeds=[seed])
+    await wait_until(lambda: seed.topic_peers(TOPIC) and b.topic_peers(TOPIC), timeout=30)
+    await trio.sleep(0.5)  # past the first catch-up sync
+    old_ts = now_ms() - rb.config.gossip_max_age_ms - 3600_000
+    own_key = rb.identity.public_key
+    old = rb.ledger.create(lambda s: A.rating(rb.identity, s, old_ts, "pkg:old", 2), own_key)
+    fresh = rb.rate("pkg:new", 5)
+    await wait_until(lambda: rseed.ledger.has(fresh.attester, fresh.seq))
+    assert rb.ledger.pending() == []
+    assert not rseed.ledger.has(old.attester, old.seq)  # not gossiped: it would be refused
+    assert rseed.rejected == 0
+    assert await rseed.sync_with(seed, b.peer_id) == 1  # sync carries it
+    assert rseed.ledger.has(old.attester, old.seq)
