@@ -583,7 +583,8 @@ def key_show(cli_ctx: CliContext, node_key: bool, as_json: bool) -> None:
 @bench.command("sandbox")
 @click.option("--runs", type=int, default=50, help="runs per measurement")
 @click.option("--deadline-ms", type=int, default=200, help="deadline of the runaway skill")
-def bench_sandbox(runs: int, deadline_ms: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print JSON (the output is always JSON)")
+def bench_sandbox(runs: int, deadline_ms: int, as_json: bool) -> None:
     """Instantiate time, per-call overhead, runaway kill latency (JSON)."""
     print_json(_measure_sandbox(runs=max(5, runs), deadline_ms=deadline_ms))
 
