@@ -73,24 +73,27 @@ async def test_a_second_service_on_the_same_home_is_refused(tmp_path, nursery):
     await first.stopped.wait()
 
 
-async def test_a_busy_api_port_fails_the_start_and_releases_the_home(tmp_path, nursery):
+@pytest.mark.parametrize(
+    ("setting", "flag"), [("api.listen", "--api"), ("metrics.listen", "--metrics")]
+)
+async def test_a_busy_http_port_fails_the_start_and_releases_the_home(tmp_path, setting, flag):
     import socket
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        service = NodeService(
-            settings_for(tmp_path / "home", **{"api.listen": f"127.0.0.1:{port}"})
-        )
+        service = NodeService(settings_for(tmp_path / "home", **{setting: f"127.0.0.1:{port}"}))
         with pytest.raises(BaseException) as info:
             await service.run()
     errors = [info.value]
     while isinstance(errors[0], BaseExceptionGroup):
         errors = list(errors[0].exceptions)
     assert isinstance(errors[0], NetworkError)
-    assert "--api" in errors[0].hint
+    assert f"127.0.0.1:{port}" in errors[0].message
+    assert flag in errors[0].hint
     assert Home(tmp_path / "home").running_pid() is None  # lock released
+    assert service.stopped.is_set()
 
 
 async def test_dht_queries_show_up_in_metrics(tmp_path, nursery):
