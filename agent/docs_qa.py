@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,3 +256,24 @@ async def _compose(
 
 def _name(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+def format_answer(result: DocsAnswer) -> str:
+    """The answer as one text, with its sources listed (for chat and the orchestrator)."""
+    if not result.citations:
+        return result.answer
+    sources = "\n".join(f"[{c['n']}] {c['citation']}" for c in result.citations)
+    return f"{result.answer}\n\nSources:\n{sources}"
+
+
+def skill_runner(
+    index: DocsIndex, backend: Backend | None, reranker: Encoder | None
+) -> Callable[[str, str], Awaitable[str]]:
+    """An ``Orchestrator`` skill runner for the ``docs`` skill: ``(skill, text) -> answer``."""
+
+    async def run(skill: str, text: str) -> str:
+        if skill != SKILL_NAME:
+            raise ValidationError(f"the docs runner cannot run skill {skill!r}")
+        return format_answer(await answer_question(index, backend, text, reranker=reranker))
+
+    return run

@@ -29,6 +29,7 @@ from bitterbot.agent.docs_qa import (
     SKILL_EXAMPLES,
     SKILL_NAME,
     answer_question,
+    skill_runner,
 )
 from bitterbot.agent.docs_vectors import STATIC_NAME, get_static_encoder
 from bitterbot.agent.encoder import get_encoder
@@ -461,6 +462,17 @@ async def test_an_invented_number_falls_back_to_quoting_the_passage(
     assert result.mode == "extractive"
     assert "children under twelve enter free" in result.answer
     assert "100" not in result.answer
+
+
+async def test_the_skill_runner_answers_with_its_sources(
+    tmp_path: Path, index: DocsIndex, reranker: object
+) -> None:
+    ingest(index, [make_corpus(tmp_path / "docs")])
+    run = skill_runner(index, None, reranker)
+    text = await run("docs", "How do I replace the battery?")
+    answer, sources = text.split("\n\nSources:\n")
+    assert "four screws" in answer and sources.endswith("charger.pdf, p. 2")
+    assert await run("docs", "Who painted the Mona Lisa?") == NOT_FOUND
 
 
 def test_the_skill_describes_itself_for_the_router() -> None:
