@@ -91,7 +91,7 @@ def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
 
     walk(group)
     for exc in leaves:
-        if isinstance(exc, BitterbotError):
+        if isinstance(exc, BitterbotError | KeyboardInterrupt):
             return exc
     return group
 
@@ -196,6 +196,8 @@ def status_command(cli_ctx: CliContext, as_json: bool) -> None:
         click.echo(f"  {peer}")
     for addr in status["listen_addrs"]:
         click.echo(f"listening       {addr}")
+    for peer, problem in (status.get("seed_errors") or {}).items():
+        click.echo(f"seed problem    {peer}: {problem}")
 
 
 def api_get(home_path: Path, route: str, timeout: float = 10.0) -> Any:
