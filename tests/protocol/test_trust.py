@@ -203,3 +203,24 @@ def test_sybil_flags_cannot_sink_an_honest_skill() -> None:
     assert assessed.tier == TRUSTED
     assert assessed.ignored == 900
     assert "900 attestation(s) from peers outside your web of trust ignored" in assessed.reasons
+
+
+def test_distrust_by_weightier_peers_drops_a_peer_but_weak_distrust_does_not() -> None:
+    weak = ident(20)
+    g = graph(
+        A.trust(ME, 1, NOW, FRIEND.public_key, True),
+        A.trust(FRIEND, 1, NOW, STRANGER.public_key, True),
+        A.trust(FRIEND, 2, NOW, weak.public_key, True),
+        *[A.trust(weak, i + 1, NOW, ident(400 + i).public_key, True) for i in range(20)],
+    )
+    fan = ident(400)  # reached only through `weak`, so it holds little trust
+    assert 0 < g.trust_of(fan.public_key) < g.trust_of(STRANGER.public_key)
+    # the faint peer distrusting the stranger changes nothing: it holds less trust
+    g.add(A.trust(fan, 1, NOW, STRANGER.public_key, False))
+    assert g.trust_of(STRANGER.public_key) > 0
+    assert g.peer_info(STRANGER.public_key)["distrusted_by"] == [fan.public_key.hex()]
+    # the stranger distrusting the faint peer outweighs it: dropped, with its own vouches
+    g.add(A.trust(STRANGER, 1, NOW, weak.public_key, False))
+    assert g.trust_of(weak.public_key) == 0.0
+    assert g.trust_of(fan.public_key) == 0.0
+    assert g.peer_info(weak.public_key)["standing"] == "blocked"
