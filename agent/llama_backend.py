@@ -168,6 +168,7 @@ class LlamaBackend:
         self.n_threads = n_threads
         self._loaded: LoadedModel | None = None
         self._limiter = trio.CapacityLimiter(1)
+        self._last_prompt: tuple[tuple[tuple[str, str], ...], list[int], list[str]] | None = None
 
     @property
     def context_length(self) -> int:
@@ -187,7 +188,13 @@ class LlamaBackend:
         return self._loaded
 
     def tokenize_chat(self, messages: Sequence[Message]) -> tuple[list[int], list[str]]:
-        """Prompt tokens for ``messages`` through the GGUF's chat template, and its stops."""
+        """Prompt tokens for ``messages`` through the GGUF's chat template, and its stops.
+
+        The last result is kept: the runtime counts tokens to fit the context and then
+        streams the same messages, which should not render and tokenize twice."""
+        key = tuple((m["role"], m["content"]) for m in messages)
+        if self._last_prompt is not None and self._last_prompt[0] == key:
+            return list(self._last_prompt[1]), list(self._last_prompt[2])
         loaded = self._loaded_now()
         if loaded.formatter is None:
             raise ModelUnavailableError(
@@ -205,7 +212,8 @@ class LlamaBackend:
             if isinstance(result.stop, str)
             else list(result.stop)
         )
-        return tokens, stops
+        self._last_prompt = (key, tokens, stops)
+        return list(tokens), list(stops)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self.tokenize_chat(messages)[0])
