@@ -177,6 +177,8 @@ class SimNetwork:
         self.n_seeds = max(1, min(seeds, nodes))
         self.join_batch = max(1, join_batch)
         self.node_options = dict(node_options or {})
+        #: per-node additions to node_options (adversaries: e.g. {"market_altering": True})
+        self.node_options_for: dict[int, dict[str, Any]] = {}
         n_workers = max(1, math.ceil(nodes / max(1, nodes_per_worker)))
         self.workers = [
             WorkerProcess(w, self.run_dir / f"worker-{w}.log") for w in range(n_workers)
@@ -265,7 +267,7 @@ class SimNetwork:
             identity_seed=node_seed(self.seed, index),
             seeds=seeds,
             port=record.port,
-            options=self.node_options,
+            options={**self.node_options, **self.node_options_for.get(index, {})},
         )
         record.peer_id = str(info["peer_id"])
         record.addrs = [str(a) for a in info["addrs"]]

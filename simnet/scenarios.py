@@ -189,7 +189,9 @@ def evaluate_targets(
     rows = []
     for metric, bound in targets.items():
         value = metrics.get(metric)
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(value, bool):
+            value = int(value)  # yes/no metrics compare as 1/0
+        ok = isinstance(value, int | float)
         if ok and "min" in bound:
             ok = value >= bound["min"]
         if ok and "max" in bound:

@@ -22,6 +22,7 @@ import trio
 from bitterbot.node.home import KEY_FILE, Home, write_private
 from bitterbot.protocol.errors import BitterbotError, ValidationError
 from bitterbot.protocol.identity import Identity
+from bitterbot.simnet.simnode_market import MarketActions
 from bitterbot.simnet.simnode_pay import PayActions
 from bitterbot.simnet.simnode_rep import RepActions
 
@@ -32,7 +33,7 @@ MAX_LOOKUP_TIMEOUT_S = 120.0
 PARTITION_SWEEP_S = 0.05
 
 
-class SimNode(RepActions, PayActions):
+class SimNode(RepActions, PayActions, MarketActions):
     def __init__(
         self,
         index: int,
@@ -53,6 +54,7 @@ class SimNode(RepActions, PayActions):
         self.p2p: Any = None
         self.rep: Any = None
         self.pay: Any = None
+        self.market: Any = None
         self.denied: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self._sweeping = False
@@ -92,6 +94,8 @@ class SimNode(RepActions, PayActions):
                 refresh_interval_s=float(self.options.get("refresh_interval_s", 10.0)),
             )
             self.p2p = P2PHost(identity, config, store=store)
+            if self.options.get("market"):
+                self.register_market(store, identity)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.p2p.run)
@@ -99,6 +103,8 @@ class SimNode(RepActions, PayActions):
                     await self.start_reputation(nursery, store, identity)
                 if self.options.get("payments"):
                     await self.start_payments(nursery, store, identity)
+                if self.market is not None:
+                    nursery.start_soon(self.market.run)
                 with trio.move_on_after(float(self.options.get("join_timeout_s", 15.0))):
                     await self.p2p.bootstrapped.wait()
                 addrs = self._dialable_addrs()

@@ -131,6 +131,32 @@ rounds = 2
     assert m["payee_books_mismatches"] == 0
 
 
+@pytest.mark.slow
+async def test_market_installs_only_verified_packages_even_from_a_cheating_provider(tmp_path):
+    scenario = _scenario(
+        tmp_path,
+        """
+kind = "market"
+[network]
+nodes = 7
+seeds = 2
+settle_s = 1.0
+[workload]
+publishers = 1
+buyers = 2
+altering_providers = 1
+""",
+    )
+    m = (await run_scenario(scenario))["metrics"]
+    assert m["packages_published"] == 1
+    assert m["search_by_name_success_rate"] == 1.0
+    assert m["install_success_rate"] == 1.0
+    assert m["altered_packages_installed"] == 0
+    assert m["skill_runs_correct"] == 2
+    assert m["altering_provider_penalized_rate"] == 1.0  # it was tried first, and dropped
+    assert m["install_after_publisher_loss"] is True
+
+
 def test_cli_lists_scenarios_and_refuses_bad_ones_with_a_message():
     runner = CliRunner()
     listed = runner.invoke(cli, ["simnet", "list", "--json"])

@@ -69,6 +69,9 @@ def test_targets_are_judged_with_their_bounds():
         {"a_rate": 0.995, "b_ms": 731.0, "c_rate": None},
     )
     assert [r["met"] for r in rows] == [True, False, False]
+    yes_no = evaluate_targets({"ok": {"min": 1}}, {"ok": True})
+    assert yes_no[0]["met"] and yes_no[0]["value"] == 1
+    assert not evaluate_targets({"ok": {"min": 1}}, {"ok": False})[0]["met"]
 
 
 def test_a_kind_whose_subsystem_is_missing_says_what_it_needs(monkeypatch):
