@@ -57,6 +57,17 @@ def _amount(body: dict[str, Any], name: str) -> int:
     return value
 
 
+async def _peer(ctx: NodeContext, body: dict[str, Any]) -> str:
+    """A peer ID, or a multiaddr ending in /p2p/<id> that is dialled first."""
+    text = _str(body, "peer")
+    if text.startswith("/"):
+        if ctx.p2p is None:
+            raise PaymentsNotRunning("the node's network is not running")
+        peer: str = await ctx.p2p.connect(text)
+        return peer
+    return text
+
+
 def purchase_json(p: Any) -> dict[str, Any]:
     return {
         "purchase": p.purchase_id.hex(),
@@ -79,7 +90,8 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
 
     async def open_(request: Request) -> JSONResponse:
         body = await _body(request)
-        cid = await _payments(ctx).open_channel(_str(body, "peer"), _amount(body, "amount"))
+        pay = _payments(ctx)
+        cid = await pay.open_channel(await _peer(ctx, body), _amount(body, "amount"))
         return JSONResponse({"channel": cid.hex()})
 
     async def close(request: Request) -> JSONResponse:
@@ -103,8 +115,9 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
 
     async def purchase(request: Request) -> JSONResponse:
         body = await _body(request)
-        got = await _payments(ctx).purchase(
-            _str(body, "peer"),
+        pay = _payments(ctx)
+        got = await pay.purchase(
+            await _peer(ctx, body),
             _str(body, "skill"),
             _str(body, "version"),
             max_price=_amount(body, "max_price"),
@@ -114,7 +127,7 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
     async def call(request: Request) -> JSONResponse:
         body = await _body(request)
         pay = _payments(ctx)
-        peer, service = _str(body, "peer"), _str(body, "service")
+        peer, service = await _peer(ctx, body), _str(body, "service")
         text = body.get("input", "")
         if not isinstance(text, str):
             raise ValidationError("'input' must be a string")

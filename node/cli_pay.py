@@ -69,7 +69,7 @@ def pay_group() -> None:
 @json_option
 @pass_cli
 def pay_open(cli_ctx: CliContext, peer: str, amount: int, as_json: bool) -> None:
-    """Open a channel to PEER (peer ID) with AMOUNT locked (smallest unit)."""
+    """Open a channel to PEER (peer ID or multiaddr with /p2p/) with AMOUNT locked."""
     out = api_call(cli_ctx.home_path, "POST", "/v1/pay/open", {"peer": peer, "amount": amount})
     if as_json:
         print_json({**out, "capacity": amount, "money": TEST_MONEY_NOTE})

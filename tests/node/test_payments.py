@@ -407,7 +407,7 @@ async def test_cli_and_api_open_buy_status_close_on_running_nodes(
     seller, buyer = (s.ctx for s in services)
     seller.payments.offer_skill("summarize", 120, KEY)
     addr = [a for a in seller.p2p.listen_addrs() if "/127.0.0.1/" in a][0]
-    peer = await buyer.p2p.connect(addr)
+    peer = seller.p2p.peer_id
 
     env = {"BITTERBOT_PAY_LEDGER_PATH": str(tmp_path / "ledger")}
 
@@ -418,7 +418,7 @@ async def test_cli_and_api_open_buy_status_close_on_running_nodes(
         assert result.exit_code == 0, result.output
         return json.loads(result.output)
 
-    opened = await trio.to_thread.run_sync(run, "pay", "open", peer, "5000")
+    opened = await trio.to_thread.run_sync(run, "pay", "open", addr, "5000")  # dials first
     bought = await trio.to_thread.run_sync(
         run, "pay", "buy", peer, "summarize", "1.0.0", "--max-price", "200"
     )
