@@ -588,3 +588,16 @@ async def test_statements_too_old_for_gossip_wait_for_sync_instead(rep_factory, 
     assert rseed.rejected == 0
     assert await rseed.sync_with(seed, b.peer_id) == 1  # sync carries it
     assert rseed.ledger.has(old.attester, old.seq)
+
+
+def test_spec_documents_every_kind_and_reputation_protocol_id() -> None:
+    from pathlib import Path
+
+    from bitterbot.node.reputation import SYNC_PROTOCOL, TOPIC
+
+    spec = (Path(__file__).parents[2] / "SPEC.md").read_text(encoding="utf-8")
+    section = spec[spec.index("## 11. Reputation") : spec.index("## 12.")]
+    for kind in sorted(A.KINDS):
+        assert f"| `{kind}` |" in section, f"{kind} is not in SPEC.md section 11"
+    protocols = spec[spec.index("## 3. Protocol IDs") : spec.index("## 4.")]
+    assert f"`{TOPIC}`" in protocols and f"`{SYNC_PROTOCOL}`" in protocols

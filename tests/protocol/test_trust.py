@@ -219,7 +219,7 @@ def test_distrust_by_weightier_peers_drops_a_peer_but_weak_distrust_does_not() -
     g.add(A.trust(fan, 1, NOW, STRANGER.public_key, False))
     assert g.trust_of(STRANGER.public_key) > 0
     assert g.peer_info(STRANGER.public_key)["distrusted_by"] == [fan.public_key.hex()]
-    # the stranger distrusting the faint peer outweighs it: dropped, with its own vouches
+    # the stranger (as trusted as `weak`) distrusting `weak`: dropped, with its vouches
     g.add(A.trust(STRANGER, 1, NOW, weak.public_key, False))
     assert g.trust_of(weak.public_key) == 0.0
     assert g.trust_of(fan.public_key) == 0.0
