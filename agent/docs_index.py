@@ -207,8 +207,9 @@ class DocsIndex:
     @property
     def encoder(self) -> Encoder:
         if not hasattr(self._encoder, "encode"):
-            self._encoder = self._encoder()  # type: ignore[operator]
-        return self._encoder  # type: ignore[return-value]
+            self._encoder = self._encoder()
+        encoder: Encoder = self._encoder  # type: ignore[assignment]
+        return encoder
 
     # --- writing -----------------------------------------------------------------
     def _transact(self, fn: Callable[[DocsTxn], Any]) -> Any:

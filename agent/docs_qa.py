@@ -177,7 +177,7 @@ def grounded(answer: str, passages: list[Hit]) -> bool:
 def retrieve(index: DocsIndex, question: str, k: int, reranker: Encoder | None) -> list[Hit]:
     """The ``k`` best passages; with a ``reranker`` (the contextual encoder), their cosines
     are recomputed with it and they are re-ordered by them (blocking: run in a thread)."""
-    hits = index.search(question, k)
+    hits: list[Hit] = index.search(question, k)
     if reranker is None or not hits:
         return hits
     vectors = reranker.encode([question] + [h.text for h in hits])

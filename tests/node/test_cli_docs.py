@@ -129,16 +129,16 @@ def test_an_interrupted_run_is_finished_by_resume(tmp_path: Path, corpus: Path) 
     index.store.close()
 
 
-def test_bench_ingest_prints_its_numbers() -> None:
-    result = CliRunner().invoke(
-        cli, ["bench", "ingest", "--mb", "0.05", "--files", "2", "--queries", "10", "--json"]
-    )
+def test_bench_ingest_prints_its_numbers(tmp_path: Path) -> None:
+    args = ["--mb", "0.05", "--files", "2", "--queries", "10", "--json"]
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "bench", "ingest", *args])
     assert result.exit_code == 0, result.output
     numbers = json.loads(result.output)
     assert numbers["documents"] == 2 and numbers["chunks"] > 10
     assert numbers["readd_unchanged"] == 2
     assert 0 < numbers["retrieval_p50_ms"] <= numbers["retrieval_p95_ms"]
     assert numbers["mb_per_s"] > 0 and numbers["documents_per_s"] > 0
+    assert numbers["ask_retrieval_p50_ms"] > 0
 
 
 def test_errors_are_printed_with_what_to_do(tmp_path: Path) -> None:
