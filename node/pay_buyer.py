@@ -6,6 +6,7 @@ sent, so a crash never makes the payer reuse a nonce or pay one purchase twice.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,8 @@ from bitterbot.protocol.errors import (
     NotFoundError,
     PaymentError,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class BuyerSide(PaymentsBase):
@@ -125,7 +128,14 @@ class BuyerSide(PaymentsBase):
         if rec is not None and rec["state"] == ch.OPEN:
             if channel_state(rec).remaining >= need:
                 return bytes(cid)
-        return await self._open_locked(peer, max(self.default_capacity, need))
+        new = await self._open_locked(peer, max(self.default_capacity, need))
+        if rec is not None and rec["state"] == ch.OPEN:
+            # the old channel is too small now: close it so its rest returns to us
+            try:
+                await self._close_locked(bytes(cid), unilateral=False)
+            except (PaymentError, NetworkError) as exc:
+                logger.info("could not close the used-up channel %s: %s", bytes(cid).hex(), exc)
+        return new
 
     def _sign_and_record(
         self,
@@ -367,30 +377,35 @@ class BuyerSide(PaymentsBase):
                 "this node is the payee of that channel", hint="a payee settles instead"
             )
         async with self._locks[rec["peer"]]:
-            rec = self.channel_record(cid) or rec
-            if rec["state"] != ch.OPEN:
-                raise ch.ChannelClosedError(f"channel is {rec['state']}")
-            proposal = ch.PayerChannel(channel_state(rec), self.identity).propose_close()
-            if unilateral:
-                escrow = await self.backend.request_close(proposal, self.clock_ms())
-                state = ch.CLOSING
-                result = {"refund_after_ms": escrow.deadline_ms}
-            else:
-                reply = await self.request(rec["peer"], {"t": "close", "close": proposal.to_obj()})
-                signed = ch.CloseMessage.from_obj(reply.get("close"))
-                signed.verify(channel_state(rec).terms)
-                escrow = await self.backend.close(signed, self.clock_ms())
-                state = ch.CLOSED
-                result = {"paid": escrow.settled, "refunded": escrow.refunded}
+            if not unilateral:
+                await self._finish_pending(rec["peer"])  # the payee must hold the final total
+            return await self._close_locked(cid, unilateral=unilateral)
 
-            def mark(txn: Txn) -> None:
-                r = txn.get(CHANNELS, cid)
-                r["state"] = state
-                txn.put(CHANNELS, cid, r)
-                if txn.get(PEER_CHANNEL, rec["peer"]) == cid:
-                    txn.delete(PEER_CHANNEL, rec["peer"])
+    async def _close_locked(self, cid: bytes, *, unilateral: bool) -> dict[str, Any]:
+        rec = self.channel_record(cid)
+        if rec is None or rec["state"] != ch.OPEN:
+            raise ch.ChannelClosedError(f"channel is {rec['state'] if rec else 'unknown'}")
+        proposal = ch.PayerChannel(channel_state(rec), self.identity).propose_close()
+        if unilateral:
+            escrow = await self.backend.request_close(proposal, self.clock_ms())
+            state = ch.CLOSING
+            result: dict[str, Any] = {"refund_after_ms": escrow.deadline_ms}
+        else:
+            reply = await self.request(rec["peer"], {"t": "close", "close": proposal.to_obj()})
+            signed = ch.CloseMessage.from_obj(reply.get("close"))
+            signed.verify(channel_state(rec).terms)
+            escrow = await self.backend.close(signed, self.clock_ms())
+            state = ch.CLOSED
+            result = {"paid": escrow.settled, "refunded": escrow.refunded}
 
-            await self.store.run(mark)
+        def mark(txn: Txn) -> None:
+            r = txn.get(CHANNELS, cid)
+            r["state"] = state
+            txn.put(CHANNELS, cid, r)
+            if txn.get(PEER_CHANNEL, rec["peer"]) == cid:
+                txn.delete(PEER_CHANNEL, rec["peer"])
+
+        await self.store.run(mark)
         return {"channel": cid.hex(), "state": state, **result}
 
     async def refund(self, target: str) -> int:

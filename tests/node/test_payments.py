@@ -679,3 +679,17 @@ def test_arbitrary_requests_get_an_error_reply_never_an_exception(
         assert isinstance(reply["error"]["code"], str)
     else:
         assert req.get("t") == "info"  # nothing else can succeed without a real channel
+
+
+async def test_a_used_up_channel_is_replaced_and_closed(
+    pair: tuple[Payments, Payments], ledger: LedgerBackend
+) -> None:
+    buyer, seller = pair
+    peer = seller.p2p.peer_id
+    first = await buyer.pay(peer, 6000)
+    second = await buyer.pay(peer, 6000)  # does not fit the 10,000 channel any more
+    assert second.channel != first.channel
+    states = {c["channel"]: c["state"] for c in buyer.channels()}
+    assert states == {first.channel.hex(): ch.CLOSED, second.channel.hex(): ch.OPEN}
+    assert ledger.balance_sync(seller.me) == 6000  # the first channel settled
+    assert ledger.balance_sync(buyer.me) == GRANT - 6000 - 10_000
