@@ -113,8 +113,8 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
                 req = await framing.read_message(
                     stream, max_size=MAX_REQUEST, timeout=REQUEST_TIMEOUT_S
                 )
-            except framing.StreamClosed:
-                return
+            except (framing.StreamClosed, framing.FrameTimeout):
+                return  # the payer is done (or idle): end the stream quietly
             reply = await self.handle_request(stream.peer_id, req)
             await framing.write_message(stream, reply, max_size=MAX_REPLY)
 
