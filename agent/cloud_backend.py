@@ -168,7 +168,8 @@ class CloudBackend:
         text = message.get("content") if isinstance(message, dict) else None
         if not isinstance(text, str):
             raise _bad_reply(self.url, "no message content")
-        usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
+        raw_usage = obj.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
         tokens_in = usage.get("prompt_tokens")
         tokens_out = usage.get("completion_tokens")
         finish = choices[0].get("finish_reason")

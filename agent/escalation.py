@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bitterbot.protocol.errors import ConfigError
 
@@ -282,7 +282,7 @@ class ReplayTask:
 
 def replay(
     tasks: Sequence[ReplayTask], escalation: Escalation, *, tokens_out: int = 300
-) -> dict[str, float | int]:
+) -> dict[str, Any]:
     """Decide every task without running a model; cost the escalated ones.
 
     Only the before-local half of the rule applies (no local answers are generated);

@@ -357,13 +357,15 @@ def _names(text: str) -> list[Entity]:
         if len(words) == 1 and words[0].isupper() and words[0].lower() in COMMON_ACRONYMS:
             i = j + 1  # CEO, PDF, AI: they identify nobody
             continue
+        acronym = len(words) == 1 and words[0].isupper()
         if len(words) == 1 and _sentence_start(text, start) and in_dictionary(words[0].lower()):
             i = j + 1  # "Explain ...", "Write ..."
             continue
         end = tokens[j].end()
         while end > start and text[end - 1] in ".'’":
             end -= 1
-        found.append(Entity(_name_type(words, text, start), start, end, text[start:end]))
+        kind = "ORG" if acronym else _name_type(words, text, start)
+        found.append(Entity(kind, start, end, text[start:end]))
         i = j + 1
     for m in NAME_CUE.finditer(text):
         name = m.group(1)
