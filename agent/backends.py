@@ -13,6 +13,9 @@ A factory is called as ``factory(name, settings)``: ``name`` is the model name a
 ``settings`` the node's resolved settings mapping (``agent.threads``, ``ollama.url``...).
 Built-ins register when :func:`load_builtin_backends` runs (model resolution calls it).
 
+Optional hook: ``async def load(self)`` (load weights, check the server). The runtime calls
+it once when it opens a backend, so load errors surface there with their fix.
+
 Errors (all :class:`ModelError`)::
 
     ModelError
