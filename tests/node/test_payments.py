@@ -693,3 +693,30 @@ async def test_a_used_up_channel_is_replaced_and_closed(
     assert states == {first.channel.hex(): ch.CLOSED, second.channel.hex(): ch.OPEN}
     assert ledger.balance_sync(seller.me) == 6000  # the first channel settled
     assert ledger.balance_sync(buyer.me) == GRANT - 6000 - 10_000
+
+
+async def test_without_require_deposit_an_unfunded_channel_is_accepted(
+    tmp_path: Path, ledger: LedgerBackend
+) -> None:
+    """pay.require_deposit = false: unsecured vouchers, for test networks without a shared rail."""
+    payee_id, payer = Identity.generate(), Identity.generate()
+    store = Store(tmp_path / "payee")
+    payee = Payments(payee_id, store, ledger, dispute_window_ms=0, require_deposit=False)
+    peer = peer_id_from_public_key(payer.public_key)
+    terms = ch.new_terms(
+        payer.public_key,
+        payee_id.public_key,
+        100,
+        backend="ledger",
+        dispute_window_ms=0,
+        now_ms=1,
+        salt=b"u" * 16,
+    )
+    opened = await payee.handle_request(
+        peer, {"t": "open", "open": ch.open_channel(terms, payer).to_obj()}
+    )
+    assert opened["ok"]
+    voucher = ch.sign_voucher(payer, terms.channel_id, 1, 40)
+    reply = await payee.handle_request(peer, {"t": "pay", "voucher": voucher.to_obj()})
+    assert reply == {"ok": True, "amount": 40}
+    store.close()
