@@ -190,3 +190,18 @@ def test_arbitrary_payloads_raise_only_typed_errors(payload: dict[str, object], 
         A.parse(seal(kind, payload, alice, NOW).to_bytes())
     except BitterbotError:
         pass
+
+
+def test_parse_stored_checks_everything_but_the_signature() -> None:
+    att = A.rating(alice, 1, NOW, "pkg:x", 4)
+    assert A.parse_stored(att.data) == att
+    obj = decode(att.data)
+    obj["payload"]["stars"] = 9
+    with pytest.raises(ValidationError):
+        A.parse_stored(encode(obj))
+    obj["payload"]["stars"] = 5  # signature now wrong: only parse() notices
+    assert A.parse_stored(encode(obj)).payload["stars"] == 5
+    with pytest.raises(SignatureError):
+        A.parse(encode(obj))
+    with pytest.raises(DecodeError):
+        A.parse_stored(encode({**obj, "v": 2}))
