@@ -29,11 +29,12 @@ from bitterbot.node.pay_core import (
     PriceTooHighError,
     Purchase,
     channel_state,
+    open_databases,
     purchase_id_for,
     remote_error,
 )
 from bitterbot.node.peer import peer_id_from_public_key
-from bitterbot.node.store import Txn
+from bitterbot.node.store import Store, Txn
 from bitterbot.protocol import channel as ch
 from bitterbot.protocol import license as lic
 from bitterbot.protocol.codec import expect_map
@@ -284,22 +285,7 @@ class BuyerSide(PaymentsBase):
 
         The skill runtime calls this before running a paid skill and refuses without one.
         """
-        with self.store.read() as txn:
-            done = [(k, v) for k, v in txn.items(BOUGHT) if v.get("license") is not None]
-        for pid, rec in done:
-            if rec["skill"] != skill:
-                continue
-            try:
-                license_ = lic.verify_license(
-                    rec["license"], buyer=self.me, skill=skill, version=version, publisher=publisher
-                )
-            except lic.LicenseError:
-                continue
-            return Purchase(pid, skill, version, rec["price"], license_, rec["content_key"])
-        raise NoLicenseError(
-            f"no valid license for {skill} {version} on this node",
-            hint=f"buy it: bitterbot skill install {skill}",
-        )
+        return find_license(self.store, self.me, skill, version, publisher)
 
     async def quote_service(self, peer: str, service: str) -> int:
         price = (await self.request(peer, {"t": "quote", "service": service})).get("price")
@@ -420,3 +406,30 @@ class BuyerSide(PaymentsBase):
 
         await self.store.run(mark)
         return amount
+
+
+def find_license(
+    store: Store, buyer: bytes, skill: str, version: str, publisher: bytes | None = None
+) -> Purchase:
+    """The valid license and content key held in ``store`` for ``buyer`` (a node key).
+
+    Usable without a running node (``bitterbot skill run`` in-process opens the store and
+    calls this); raises ``license_missing`` when there is none.
+    """
+    open_databases(store, (BOUGHT,))
+    with store.read() as txn:
+        done = [(k, v) for k, v in txn.items(BOUGHT) if v.get("license") is not None]
+    for pid, rec in done:
+        if rec["skill"] != skill:
+            continue
+        try:
+            license_ = lic.verify_license(
+                rec["license"], buyer=buyer, skill=skill, version=version, publisher=publisher
+            )
+        except lic.LicenseError:
+            continue
+        return Purchase(pid, skill, version, rec["price"], license_, rec["content_key"])
+    raise NoLicenseError(
+        f"no valid license for {skill} {version} on this node",
+        hint=f"buy it: bitterbot skill install {skill}",
+    )

@@ -31,7 +31,7 @@ from typing import Any
 import trio
 
 from bitterbot.node.ledger_backend import LedgerBackend
-from bitterbot.node.pay_buyer import BuyerSide
+from bitterbot.node.pay_buyer import BuyerSide, find_license
 from bitterbot.node.pay_core import (
     BOUGHT,
     CHANNELS,
@@ -268,6 +268,7 @@ __all__ = [
     "Service",
     "SkillOffer",
     "attempt_cheats",
+    "find_license",
     "channel_summary",
     "ledger_path",
     "open_backend",

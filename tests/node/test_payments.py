@@ -22,6 +22,7 @@ from bitterbot.node.payments import (
     Payments,
     PriceTooHighError,
     attempt_cheats,
+    find_license,
     open_databases,
 )
 from bitterbot.node.peer import peer_id_from_public_key
@@ -476,6 +477,10 @@ async def test_license_is_signed_by_a_separate_publisher_key(
     assert got.license.publisher == publisher.public_key
     found = buyer.license_for("lint", "3.1.0", publisher=publisher.public_key)
     assert found.content_key == KEY
+    # the same check without a Payments object (the skill runtime, in-process)
+    assert find_license(buyer.store, buyer.me, "lint", "3.1.0").purchase_id == found.purchase_id
+    with pytest.raises(NoLicenseError):
+        find_license(buyer.store, seller.me, "lint", "3.1.0")  # another node's key
     with pytest.raises(NoLicenseError):
         buyer.license_for("lint", "3.1.0", publisher=seller.me)  # not the skill's publisher
 
