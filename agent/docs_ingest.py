@@ -17,7 +17,9 @@ import hashlib
 import io
 import os
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -261,10 +263,22 @@ def _pdf_blocks(path: Path, data: bytes) -> list[Block]:
         return blocks
     except DocumentSkipped:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-        # pypdf reports malformed files through many exception types
+    except (
+        PyPdfError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        NotImplementedError,  # an encryption handler pypdf does not implement
+        RecursionError,
+        OSError,
+        zlib.error,
+        struct.error,
+    ) as exc:
+        # pypdf reports malformed files through many exception types (found by fuzzing)
         message = str(exc) or type(exc).__name__
-        if "decrypt" in message.lower() or "encrypt" in message.lower():
+        if "crypt" in message.lower():
             raise DocumentSkipped(path, "encrypted", f"the PDF is encrypted: {message}") from exc
         raise DocumentSkipped(path, "unreadable", f"not a readable PDF: {message}") from exc
 
@@ -279,7 +293,18 @@ def _docx_blocks(path: Path, data: bytes) -> list[Block]:
             if info.file_size > 8 * len(data) + (1 << 20):  # refuse zip bombs
                 raise DocumentSkipped(path, "too_large", "document.xml expands too much")
             root = ElementTree.fromstring(archive.read(info))
-    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, RuntimeError) as exc:
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        ElementTree.ParseError,
+        RuntimeError,  # an encrypted member
+        NotImplementedError,  # a compression method zipfile lacks
+        ValueError,
+        EOFError,
+        OSError,
+        zlib.error,
+        struct.error,
+    ) as exc:
         raise DocumentSkipped(path, "unreadable", f"not a readable DOCX: {exc}") from exc
     blocks = []
     for number, para in enumerate(root.iter(f"{_W}p"), start=1):

@@ -11,6 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitterbot.agent import docs_ingest
 from bitterbot.agent.docs_index import (
@@ -243,6 +245,35 @@ def test_docx_paragraphs_are_read(tmp_path: Path) -> None:
         archive.writestr("word/document.xml", xml)
     doc = parse_document(path, path.read_bytes(), "docx")
     assert [b.text for b in doc.blocks] == ["Budget memo.", "The budget for 2027 is frozen."]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab .!?\n\t#-1"), max_size=3000))
+def test_chunking_loses_nothing_and_stays_in_bounds(text: str) -> None:
+    chunks = chunk_blocks([Block(text)], target_chars=120, max_chars=200)
+    assert "".join("".join(c.text.split()) for c in chunks) == "".join(text.split())
+    n_lines = text.count("\n") + 1
+    for chunk in chunks:
+        assert len(chunk.text) <= 200
+        assert 1 <= chunk.position["line_start"] <= chunk.position["line_end"] <= n_lines
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["text", "markdown", "html", "pdf", "docx"]),
+    st.one_of(
+        st.binary(max_size=2000),
+        st.binary(max_size=500).map(lambda b: b"%PDF-1.4\n" + b),
+        st.binary(max_size=500).map(lambda b: b"PK\x03\x04" + b),
+    ),
+)
+def test_arbitrary_bytes_never_crash_a_reader(kind: str, data: bytes) -> None:
+    try:
+        doc = parse_document(Path("x"), data, kind)
+    except docs_ingest.DocumentSkipped as skip:
+        assert skip.reason in {"binary", "encrypted", "unreadable", "empty", "too_large"}
+    else:
+        assert all(isinstance(b.text, str) for b in doc.blocks)
 
 
 # --- ingestion ---------------------------------------------------------------------
