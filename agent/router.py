@@ -22,6 +22,7 @@ is the escalation policy's call (:mod:`bitterbot.agent.escalation`), not the rou
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from collections.abc import Sequence
@@ -140,6 +141,7 @@ class IntentHead:
     scale: np.ndarray
     threshold: float  # energy below this: out of scope
     background: str | None  # the label meaning "no skill" (oos / local-llm), if trained
+    fingerprint: str = ""  # what it was trained on (Router.fingerprint)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         out: np.ndarray = ((x - self.mean) / self.scale) @ self.weights + self.bias
@@ -171,6 +173,7 @@ class IntentHead:
             scale=self.scale,
             threshold=np.array(self.threshold),
             background=np.array(self.background or ""),
+            fingerprint=np.array(self.fingerprint),
         )
         tmp = Path(path).with_name(Path(path).name + ".tmp")
         tmp.write_bytes(buf.getvalue())
@@ -189,6 +192,7 @@ class IntentHead:
                     scale=data["scale"].astype(np.float32),
                     threshold=float(data["threshold"]),
                     background=background or None,
+                    fingerprint=str(data["fingerprint"]) if "fingerprint" in data else "",
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise ModelError(
@@ -288,6 +292,40 @@ class Router:
         self.skills[skill.name] = skill
         self.retrain()
 
+    def set_skills(self, skills: Sequence[SkillIntent], *, head_cache: Path | None = None) -> None:
+        """Replace every skill at once (one retrain), e.g. from ``Skills.intents()``.
+
+        With ``head_cache`` (an ``.npz`` path), a head trained on exactly these skills is
+        loaded instead of retrained, and a new one is saved there.
+        """
+        for skill in skills:
+            if not skill.name or skill.name in (LOCAL_LLM, CLOUD):
+                raise ValidationError(f"{skill.name!r} cannot name a skill route")
+        self.skills = {s.name: s for s in skills if s.utterances()}
+        key = self.fingerprint()
+        if head_cache is not None and head_cache.is_file():
+            try:
+                head = IntentHead.load(head_cache)
+            except ModelError:
+                head = None  # unreadable: retrain and overwrite below
+            if head is not None and head.fingerprint == key:
+                self.head = head
+                return
+        self.retrain()
+        if head_cache is not None and self.head is not None:
+            head_cache.parent.mkdir(parents=True, exist_ok=True)
+            self.head.save(head_cache)
+
+    def fingerprint(self) -> str:
+        """Hash of everything the head is trained on."""
+        digest = hashlib.sha256()
+        for name in sorted(self.skills):
+            for text in [name, *self.skills[name].utterances()]:
+                digest.update(text.encode() + b"\0")
+        for text in self.general:
+            digest.update(text.encode() + b"\1")
+        return digest.hexdigest()[:32]
+
     def remove_skill(self, name: str) -> None:
         self.skills.pop(name, None)
         self.retrain()
@@ -306,6 +344,7 @@ class Router:
         labels += [LOCAL_LLM] * len(self.general)
         folds = max(2, min(5, min(labels.count(s) for s in self.skills)))
         self.head = fit_head(self.embed(texts), labels, background=LOCAL_LLM, folds=folds)
+        self.head.fingerprint = self.fingerprint()
 
     def route(self, text: str) -> RouteDecision:
         start = time.perf_counter()

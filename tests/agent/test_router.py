@@ -178,3 +178,19 @@ def test_evaluate_on_a_clinc_subset_reports_every_metric() -> None:
     assert 0 < result["p50_ms"] <= result["p99_ms"]
     with pytest.raises(ValidationError):
         evaluate(subset, get_encoder(), eval_split="test")
+
+
+def test_set_skills_reuses_a_cached_head_only_for_the_same_skills(tmp_path: Path) -> None:
+    cache = tmp_path / "router" / "head.npz"
+    first = Router(get_encoder())
+    first.set_skills(SKILLS, head_cache=cache)
+    assert cache.is_file() and first.head is not None
+    second = Router(get_encoder())
+    second.set_skills(SKILLS, head_cache=cache)
+    assert second.head is not None and second.head.fingerprint == first.head.fingerprint
+    assert np.array_equal(second.head.weights, first.head.weights)
+    assert second._cache == {}  # loaded, nothing embedded
+    third = Router(get_encoder())
+    third.set_skills(SKILLS[:2], head_cache=cache)
+    assert third.head is not None and "currency" not in third.head.labels
+    assert IntentHead.load(cache).fingerprint == third.fingerprint()
