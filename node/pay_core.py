@@ -24,6 +24,7 @@ from bitterbot.protocol import license as lic
 from bitterbot.protocol import settlement as rules
 from bitterbot.protocol.errors import (
     BitterbotError,
+    NotFoundError,
     PaymentError,
 )
 from bitterbot.protocol.identity import Identity
@@ -64,8 +65,9 @@ class NoLicenseError(lic.LicenseError):
 
 
 def _error_classes() -> dict[str, type[BitterbotError]]:
-    out: dict[str, type[BitterbotError]] = {}
-    todo: list[type[BitterbotError]] = [BitterbotError]
+    """Payment error classes by code; a peer can only make us raise one of these."""
+    out: dict[str, type[BitterbotError]] = {NotFoundError.code: NotFoundError}
+    todo: list[type[BitterbotError]] = [PaymentError]
     while todo:
         cls = todo.pop()
         out.setdefault(cls.code, cls)
@@ -74,13 +76,16 @@ def _error_classes() -> dict[str, type[BitterbotError]]:
 
 
 def remote_error(err: Any) -> BitterbotError:
-    """The typed error a peer reported (unknown codes become a plain PaymentError)."""
+    """The typed error a peer reported. Codes outside the payment errors (and not found)
+    become a plain PaymentError: a peer must not make us raise, say, a config error."""
     if not isinstance(err, dict):
         return PaymentError("the peer refused the request without saying why")
     code = str(err.get("code", "payment_error"))[:64]
     message = str(err.get("message", ""))[:500]
     hint = err.get("hint")
-    cls = _error_classes().get(code, PaymentError)
+    cls = _error_classes().get(code)
+    if cls is None:
+        cls, code = PaymentError, f"remote_{code}"[:64]
     return cls(f"peer refused: {message}", hint=str(hint)[:300] if hint else None, code=code)
 
 

@@ -725,3 +725,15 @@ async def test_without_require_deposit_an_unfunded_channel_is_accepted(
     reply = await payee.handle_request(peer, {"t": "pay", "voucher": voucher.to_obj()})
     assert reply == {"ok": True, "amount": 40}
     store.close()
+
+
+def test_a_peer_can_only_report_payment_errors() -> None:
+    from bitterbot.node.pay_core import remote_error
+    from bitterbot.protocol.errors import ConfigError
+
+    forged = remote_error({"code": "voucher_forged", "message": "no"})
+    assert isinstance(forged, ch.ForgedVoucherError) and forged.code == "voucher_forged"
+    odd = remote_error({"code": "config_error", "message": "x" * 10_000, "hint": 5})
+    assert not isinstance(odd, ConfigError) and odd.code == "remote_config_error"
+    assert len(odd.message) < 600
+    assert remote_error("junk").code == "payment_error"
