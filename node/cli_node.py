@@ -250,12 +250,24 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid``."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @bench.command("node")
 @click.option("--json", "as_json", is_flag=True, help="print JSON (the default output anyway)")
 @click.option(
     "--idle", "idle_s", default=5.0, show_default=True, help="seconds idle before measuring RSS"
 )
-def bench_node(as_json: bool, idle_s: float) -> None:
+@click.option(
+    "--with-model",
+    is_flag=True,
+    help="let the agent preload its default model (the RSS target is without a model)",
+)
+def bench_node(as_json: bool, idle_s: float, with_model: bool) -> None:
     """Start a real `bitterbot node start` child: start-to-ready time, idle RSS, stop time."""
     import httpx
 
@@ -279,6 +291,7 @@ def bench_node(as_json: bool, idle_s: float) -> None:
             "127.0.0.1:0",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("BITTERBOT_")}
+        env["BITTERBOT_AGENT_PRELOAD"] = "true" if with_model else "false"
         t0 = time.perf_counter()
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         try:
@@ -302,7 +315,9 @@ def bench_node(as_json: bool, idle_s: float) -> None:
                 )
                 raise NetworkError(f"the node did not become ready within 60 s {err.strip()}")
             ready_rss = _rss_mb(child.pid)
+            cpu0, wall0 = _cpu_s(child.pid), time.perf_counter()
             time.sleep(idle_s)
+            idle_cpu = (_cpu_s(child.pid) - cpu0) / (time.perf_counter() - wall0) * 100
             idle_rss = _rss_mb(child.pid)
             t1 = time.perf_counter()
             child.send_signal(signal.SIGTERM)
@@ -317,8 +332,10 @@ def bench_node(as_json: bool, idle_s: float) -> None:
         "rss_at_ready_mb": round(ready_rss, 1),
         "idle_rss_mb": round(idle_rss, 1),
         "idle_s": idle_s,
+        "idle_cpu_percent": round(idle_cpu, 2),
         "stop_s": round(stop_s, 3),
         "exit_code": code,
+        "model_preloaded": with_model,
         "target_idle_rss_mb": 150,
         "rss_ok": idle_rss <= 150,
     }
