@@ -172,12 +172,12 @@ started_at=$(date +%s.%N)
 SEED_ID="$("$BITTERBOT" --home "$STATE/node1" id)"
 SEED_ADDR="/ip4/$SUBNET.11/tcp/4001/p2p/$SEED_ID"
 start_node 1
-wait_api 1 30 || { log "seed did not start:"; cat "$STATE/node1/stderr.log" >&2; exit 1; }
+wait_api 1 60 || { log "seed did not start:"; cat "$STATE/node1/stderr.log" >&2; exit 1; }
 for i in $(seq 2 "$N"); do
   start_node "$i" "$SEED_ADDR"
 done
 for i in $(seq 2 "$N"); do
-  wait_api "$i" 30 || log "node $i did not start (see $STATE/node$i/stderr.log)"
+  wait_api "$i" 60 || log "node $i did not start (see $STATE/node$i/stderr.log)"
 done
 
 # --- checks ------------------------------------------------------------------------
