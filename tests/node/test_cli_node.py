@@ -19,8 +19,12 @@ CLI = [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
 LOCAL = ["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]
 
 
-def env_without_settings() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("BITTERBOT_")}
+def env_without_settings(preload_model: bool = False) -> dict[str, str]:
+    """The caller's environment minus BITTERBOT_* settings; the agent's model preload is off
+    unless asked for (it costs CPU and memory and is tested with the agent)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITTERBOT_")}
+    env["BITTERBOT_AGENT_PRELOAD"] = "true" if preload_model else "false"
+    return env
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -32,14 +36,14 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 class Node:
     """A `bitterbot node start` child process."""
 
-    def __init__(self, home: Path, *extra: str) -> None:
+    def __init__(self, home: Path, *extra: str, preload_model: bool = False) -> None:
         self.home = Home(home)
         self.proc = subprocess.Popen(
             [*CLI, "--home", str(home), "node", "start", *LOCAL, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env_without_settings(),
+            env=env_without_settings(preload_model),
         )
 
     def wait_ready(self, timeout: float = 30) -> dict:
@@ -68,8 +72,8 @@ class Node:
 def nodes():
     started: list[Node] = []
 
-    def start(home: Path, *extra: str) -> Node:
-        node = Node(home, *extra)
+    def start(home: Path, *extra: str, preload_model: bool = False) -> Node:
+        node = Node(home, *extra, preload_model=preload_model)
         started.append(node)
         return node
 
@@ -79,7 +83,7 @@ def nodes():
 
 
 def test_node_start_status_and_sigterm_within_5_s_without_traceback(tmp_path, nodes):
-    node = nodes(tmp_path / "a")
+    node = nodes(tmp_path / "a", preload_model=True)  # the full default node
     info = node.wait_ready()
     status = run("node", "status", "--json", "--home", str(tmp_path / "a"))
     assert status.returncode == 0, status.stderr
