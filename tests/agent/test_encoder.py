@@ -139,3 +139,14 @@ def test_single_query_latency_is_a_few_milliseconds(encoder: Encoder) -> None:
         times.append(time.perf_counter() - start)
     # the benchmark target is 5 ms; the test allows for a machine shared with other jobs
     assert float(np.median(times)) < 0.05
+
+
+@pytest.mark.slow
+def test_int8_variant_is_a_quarter_of_the_size_and_close_to_fp32(
+    encoder: Encoder, tmp_path: Path
+) -> None:
+    small = Encoder(tmp_path, quantized=True)
+    assert small.model_bytes < 30_000_000
+    texts = SENTENCES[:4]
+    cos = (small.encode(texts) * encoder.encode(texts)).sum(axis=1)
+    assert float(cos.min()) >= 0.98
