@@ -124,7 +124,7 @@ def _ingest_with_progress(ingest: Any, index: Any, targets: list[Path | str]) ->
         disable=not console.is_terminal,
         transient=True,
     ) as bar:
-        task = bar.add_task("", total=None)
+        task = bar.add_task("loading the encoder", total=None)
 
         def progress(result: Any, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=Path(result.path).name)

@@ -37,6 +37,7 @@ from bitterbot.agent.docs_vectors import STATIC_NAME, get_static_encoder
 from bitterbot.agent.encoder import get_encoder
 from bitterbot.agent.fake_backend import FakeBackend
 from bitterbot.node.store import Store
+from bitterbot.protocol.errors import ValidationError
 
 LIGHTHOUSE = """Harrow Point lighthouse
 
@@ -439,6 +440,22 @@ def test_killed_ingestion_resumes_without_duplicates_or_losses(
                 ).blocks
             )
         )
+
+
+def test_contextual_vectors_work_and_are_never_mixed_with_static_ones(
+    tmp_path: Path, vector_cache: Path
+) -> None:
+    store = Store(tmp_path / "db")
+    contextual = DocsIndex(store, get_encoder(vector_cache))
+    folder = make_corpus(tmp_path / "docs")
+    assert summarize(ingest(contextual, [folder]))["added"] == 4
+    best = contextual.search("How do I replace the battery?", 3)[0]
+    assert best.file.endswith("charger.pdf") and best.position["page"] == 2
+    assert best.cosine > 0.5
+    static = DocsIndex(store, get_static_encoder(vector_cache), encoder_name=STATIC_NAME)
+    (folder / "new.txt").write_text("A new note about the lighthouse keeper.")
+    with pytest.raises(ValidationError, match="indexed with encoder"):
+        static.add_file(folder / "new.txt")
 
 
 # --- answers -----------------------------------------------------------------------

@@ -96,6 +96,9 @@ def test_add_list_ask_and_remove(tmp_path: Path, corpus: Path) -> None:
     assert all("falcon.txt" not in p["file"] for p in passages)
     missing = invoke(home, "docs", "remove", str(corpus / "falcon.txt"))
     assert isinstance(missing.exception, NotFoundError)
+    everything = invoke_json(home, "docs", "remove", "--all")
+    assert [Path(p).name for p in everything["removed"]] == ["minutes.md"]
+    assert invoke_json(home, "docs", "list") == []
 
 
 def test_adding_again_changes_nothing_and_an_edit_is_picked_up(
