@@ -177,6 +177,17 @@ class Escalation:
             escalate_on_length=bool(settings.get("cloud.escalate_on_length", False)),
         )
         kwargs.setdefault("rule", rule)
+        overrides: dict[str, str] = {}
+        raw = settings.get("cloud.skill_policies", [])
+        for item in raw if isinstance(raw, list | tuple) else []:
+            skill, sep, policy = str(item).partition("=")
+            if not sep or not skill.strip():
+                raise ConfigError(
+                    f"cloud.skill_policies: {item!r} is not SKILL=POLICY",
+                    hint="for example: medical=never,weather=auto",
+                )
+            overrides[skill.strip()] = policy.strip()
+        kwargs.setdefault("skill_policies", overrides)
         return cls(
             cloud_url=str(settings.get("cloud.url", "")),
             cloud_model=str(settings.get("cloud.model", "")),

@@ -118,6 +118,7 @@ SETTINGS: list[Setting] = [
         "cloud.escalate_on_length", False, "escalate when the local answer was cut off", _as_bool
     ),
     Setting("privacy.terms", [], "words always redacted before the cloud (your name...)", _as_list),
+    Setting("cloud.skill_policies", [], "per-skill cloud policy: SKILL=never|ask|auto", _as_list),
     # --- skills and market --------------------------------------------------
     Setting(
         "skills.max_package_bytes", 64 * 1024 * 1024, "largest skill package accepted", _as_int

@@ -124,3 +124,24 @@ def test_replay_costs_only_escalated_tasks() -> None:
     assert result["share_escalated"] == 0.05
     assert result["share_skill"] == 0.9
     assert 0 < result["cost_per_1000_usd"] < result["cloud_only_cost_per_1000_usd"] / 10
+
+
+def test_settings_give_rule_limits_and_per_skill_policies() -> None:
+    settings = {
+        "cloud.url": "http://127.0.0.1:1/v1",
+        "cloud.model": "gpt-4o-mini",
+        "cloud.policy": "auto",
+        "cloud.daily_budget_microusd": 5000,
+        "cloud.max_local_words": 4,
+        "cloud.escalate_on_length": True,
+        "cloud.skill_policies": ["medical=never", "notes = ask"],
+    }
+    esc = Escalation.from_settings(settings)
+    assert esc.skill_policies == {"medical": "never", "notes": "ask"}
+    assert esc.rule.max_local_words == 4 and esc.rule.escalate_on_length
+    assert esc.before_local("one two three four five").escalate
+    assert not esc.before_local("one two three four five", skill="medical").escalate
+    with pytest.raises(ConfigError):
+        Escalation.from_settings({**settings, "cloud.skill_policies": ["medical"]})
+    with pytest.raises(ConfigError):
+        Escalation.from_settings({**settings, "cloud.skill_policies": ["medical=maybe"]})
