@@ -351,9 +351,11 @@ class Router:
         if self.head is None:
             return RouteDecision(LOCAL_LLM, "no skills installed", 0.0, 0.0, None, 0.0)
         vec = self.encoder.encode([text[:MAX_TEXT_CHARS]], max_length=ROUTER_MAX_TOKENS)
-        (label,), scores = self.head.predict(vec)
-        score = float(scores[0])
-        candidate = self.head.labels[int(self.head.logits(vec).argmax())]
+        logits = self.head.logits(vec)
+        score = float(energy(logits)[0])
+        candidate = self.head.labels[int(logits.argmax())]
+        confident = candidate != LOCAL_LLM and score >= self.head.threshold
+        label = candidate if confident else None
         elapsed = (time.perf_counter() - start) * 1000
         if label is not None:
             reason = f"skill {label!r} matched (energy {score:.2f} >= {self.head.threshold:.2f})"
