@@ -32,6 +32,8 @@ from bitterbot.simnet.runners import RunResult
 from bitterbot.simnet.scenarios import Scenario
 from bitterbot.simnet.stats import percentile, rate, rounded
 
+PROVIDE_ATTEMPTS = 3
+
 DEFAULTS: dict[str, Any] = {
     "keys": 5,
     "providers_per_key": 2,
@@ -78,9 +80,20 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         provide_started = trio.current_time()
         limiter = trio.CapacityLimiter(8)
 
+        provide_failures: list[str] = []
+
         async def provide(index: int, key: bytes) -> None:
+            """Announce, retrying like a node's re-announce would; count what never got out."""
             async with limiter:
-                await net.call(index, "provide", key=key)
+                for attempt in range(PROVIDE_ATTEMPTS):
+                    try:
+                        await net.call(index, "provide", key=key)
+                        return
+                    except WorkerError as exc:
+                        if attempt == PROVIDE_ATTEMPTS - 1:
+                            provide_failures.append(f"node {index}: {exc.message}")
+                            return
+                        await trio.sleep(1.0 + attempt)
 
         async with trio.open_nursery() as nursery:
             for index, its_keys in provided_by.items():
@@ -90,7 +103,9 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         if late:  # nodes that never saw the announcements: their lookups cross the network
             join_s += await net.start_all(late)
             await trio.sleep(float(net_cfg["settle_s"]))
-        tables = [int((await net.status(i)).get("routing_table_size", 0)) for i in net.alive()]
+        statuses = [await net.status(i) for i in net.alive()]
+        tables = [int(st.get("routing_table_size", 0)) for st in statuses]
+        isolated = sum(1 for st in statuses if not st.get("connected_peers"))
 
         plan = []
         if float(churn["down_fraction"]) > 0:
@@ -238,6 +253,8 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "provide_time_s": round(provide_s, 2),
         "routing_table_size_mean": rounded(sum(tables) / len(tables) if tables else None),
         "routing_table_size_min": min(tables) if tables else None,
+        "nodes_isolated_after_join": isolated,
+        "provide_failures": len(provide_failures),
         "lookups_total": len(samples),
         "lookups_found": len(oks),
         "lookups_aborted_by_churn": aborted,
@@ -262,12 +279,15 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "routing_table_sizes": tables,
         "down_fraction_over_time": _down_over_time(events, scenario.nodes),
     }
-    notes = [
-        f"failed lookup at {s['at_s']:.1f} s: node {s['origin']} key {s['key']}: "
-        f"{s['error'] or 'no provider returned'} after {s['ms']:.0f} ms"
-        for s in samples
-        if not s["ok"]
-    ][:20]
+    notes = (
+        provide_failures[:5]
+        + [
+            f"failed lookup at {s['at_s']:.1f} s: node {s['origin']} key {s['key']}: "
+            f"{s['error'] or 'no provider returned'} after {s['ms']:.0f} ms"
+            for s in samples
+            if not s["ok"]
+        ][:20]
+    )
     return RunResult(metrics=metrics, series=series, events=events, notes=notes)
 
 

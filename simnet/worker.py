@@ -177,7 +177,9 @@ async def _handle(
         reply: dict[str, Any] = {"id": request_id, "ok": True, "result": result}
     except BitterbotError as exc:
         reply = {"id": request_id, "ok": False, "error": exc.to_dict()}
-    except (OSError, ValueError, KeyError, TypeError, trio.TooSlowError) as exc:
+    except Exception as exc:
+        # One failed operation must not take the worker's other nodes down with it: log the
+        # trace to the worker log and answer with the error.
         logger.exception("operation %s failed", message.get("op"))
         reply = {
             "id": request_id,
@@ -192,8 +194,13 @@ async def serve(receive: trio.abc.ReceiveStream, send_stream: trio.abc.SendStrea
     lock = trio.Lock()
 
     async def send(message: dict[str, Any]) -> None:
+        try:
+            frame = encode_frame(message)
+        except (TypeError, ValueError, OverflowError, WorkerError) as exc:
+            error = {"code": "simnet_worker_error", "message": f"reply not encodable: {exc}"}
+            frame = encode_frame({"id": message.get("id"), "ok": False, "error": error})
         async with lock:
-            await send_stream.send_all(encode_frame(message))
+            await send_stream.send_all(frame)
 
     async with trio.open_nursery() as nursery:
         worker = Worker(nursery)
