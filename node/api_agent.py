@@ -37,6 +37,7 @@ from bitterbot.protocol.errors import BitterbotError, TooLargeError, ValidationE
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+AGENT_NOT_RUNNING = "agent_not_running"
 MAX_BODY_BYTES = 4 << 20
 MAX_MESSAGES = 1000
 MAX_ANSWER_TOKENS = 16384
@@ -160,6 +161,7 @@ def _runtime(ctx: NodeContext) -> AgentRuntime:
         raise ModelUnavailableError(
             "the agent runtime is not running in this node",
             hint="restart the node; see its log for why the agent did not start",
+            code=AGENT_NOT_RUNNING,
         )
     runtime: AgentRuntime = ctx.agent
     return runtime

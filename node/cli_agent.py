@@ -101,6 +101,10 @@ def ask_question(
             )
         except (httpx.ConnectError, httpx.ConnectTimeout):
             stderr(f"(the node's API at {running['api']} does not answer; running locally)")
+        except BitterbotError as exc:
+            if exc.code != "agent_not_running":
+                raise
+            stderr("(the running node has no agent; running locally)")
     return ask_in_process(cli_ctx, question, model, max_tokens)
 
 

@@ -283,3 +283,34 @@ def test_a_cut_answer_is_flagged(tmp_path: Path) -> None:
     assert "(answer cut at 2 tokens: raise --max-tokens for more)" in out.stderr
     chat = run("chat", "--model", "fake:x", "--max-tokens", "2", home=tmp_path, stdin="a b c\n")
     assert "(answer cut at the token limit" in chat.stderr
+
+
+async def test_ask_runs_locally_when_the_node_has_no_agent(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    home = Home(tmp_path).ensure()
+    store = Store(tmp_path / "node-db")
+    ctx = NodeContext(load_settings(home.path, env={}), home, store, home.identity())
+    stop = trio.Event()
+    bound = await nursery.start(
+        lambda task_status: serve_api(
+            build_app(ctx, home.api_token()), "127.0.0.1:0", task_status=task_status, shutdown=stop
+        )
+    )
+    home.acquire_lock()
+    home.write_running({"pid": os.getpid(), "api": bound})
+    try:
+        done = await trio.run_process(
+            [*CLI, "ask", "--json", "--model", "fake:x", "hello"],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env_for(tmp_path),
+        )
+    finally:
+        home.release_lock()
+        stop.set()
+        store.close()
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["answer"] == "echo: hello"
+    assert b"(the running node has no agent; running locally)" in done.stderr
