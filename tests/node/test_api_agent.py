@@ -208,3 +208,55 @@ async def test_client_giving_up_on_ask_stops_generation(
     assert 0 < produced < 400
     await trio.sleep(0.2)
     assert fake.tokens_produced == produced
+
+
+async def test_node_service_with_the_agent_starter_answers_ask(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """The wiring the node uses: ``start_agent`` attaches the runtime; ``bitterbot ask``
+    finds the node through node.json and is answered by the node's runtime."""
+    import os
+    import sys
+
+    from bitterbot.node.api_agent import start_agent
+    from bitterbot.node.service import NodeService
+
+    settings = load_settings(
+        tmp_path / "home",
+        {
+            "node.listen": ["/ip4/127.0.0.1/tcp/0"],
+            "api.listen": "127.0.0.1:0",
+            "metrics.listen": "127.0.0.1:0",
+            "agent.model": "fake:main",
+        },
+        env={},
+    )
+    service = NodeService(settings, starters=[start_agent])
+    await nursery.start(service.run)
+    try:
+        runtime = service.ctx.agent
+        assert isinstance(runtime, AgentRuntime)
+        done = await trio.run_process(
+            [
+                sys.executable,
+                "-c",
+                "from bitterbot.node.cli import main; main()",
+                "ask",
+                "--json",
+                "--model",
+                "fake:node",
+                "who answers?",
+            ],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env={**os.environ, "BITTERBOT_HOME": str(tmp_path / "home")},
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        assert json.loads(done.stdout)["model"] == "fake:node"
+        used = {b.model: b for b in runtime.models_in_use()}
+        assert isinstance(used["fake:node"], FakeBackend) and used["fake:node"].call_count == 1
+    finally:
+        with trio.fail_after(10):
+            service.stop()
+            await service.stopped.wait()
