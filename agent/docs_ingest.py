@@ -317,9 +317,9 @@ def _docx_blocks(path: Path, data: bytes) -> list[Block]:
 # --- chunking ------------------------------------------------------------------------
 
 # a sentence ends after . ! ? (and closing quotes/brackets) plus space, at a blank line, or
-# before a line that starts a heading or a list item
+# before a line that starts a heading, a table row or a list item
 _BOUNDARY = re.compile(
-    r"[.!?][\"')\]\u201d\u2019]*\s+|\n[ \t]*\n\s*|\n(?=[ \t]*(?:#|[-*+][ \t]|\d+[.)][ \t]))"
+    r"[.!?][\"')\]\u201d\u2019]*\s+|\n[ \t]*\n\s*|\n(?=[ \t]*(?:#|\||[-*+][ \t]|\d+[.)][ \t]))"
 )
 _SEPARATOR = "\n\n"  # between blocks: a sentence boundary that belongs to no block
 

@@ -51,6 +51,7 @@ MAX_QUESTION_CHARS = 1000
 STRONG_COSINE = 0.62
 WEAK_COSINE = 0.20
 MIN_COVERAGE = 0.5
+SHORT_SENTENCE = 100  # characters: a quoted sentence shorter than this brings the next one
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages from the user's documents. "
@@ -144,15 +145,18 @@ def build_messages(question: str, passages: list[Hit]) -> list[dict[str, str]]:
 
 
 def best_sentence(index: DocsIndex, question: str, passages: list[Hit]) -> tuple[str, int]:
-    """The sentence of ``passages`` sharing the most (IDF-weighted) words with the question."""
+    """The sentence of ``passages`` sharing the most (IDF-weighted) words with the question;
+    a short one (a heading, a list item's name) comes with the sentence after it."""
     best, best_n, best_score = passages[0].text, 1, -1.0
     for n, hit in enumerate(passages, start=1):
-        for start, end in docs_ingest.sentence_spans(hit.text):
-            sentence = hit.text[start:end].strip()
+        sentences = [hit.text[s:e].strip() for s, e in docs_ingest.sentence_spans(hit.text)]
+        for i, sentence in enumerate(sentences):
             # ties go to the fuller sentence, then to the better passage
             score = coverage(index, question, sentence) + 0.002 * min(len(sentence.split()), 30)
             score += 0.001 * (n == 1)
             if score > best_score:
+                if len(sentence) < SHORT_SENTENCE and i + 1 < len(sentences):
+                    sentence = f"{sentence} {sentences[i + 1]}"
                 best, best_n, best_score = sentence, n, score
     return best, best_n
 
