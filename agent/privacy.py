@@ -10,12 +10,14 @@ Two duties before anything goes to a cloud model:
 
 The detectors are lean on purpose (no spaCy/presidio: about 680 MB installed, too much for
 a Raspberry Pi node): regular expressions with validators for structured data (e-mail,
-phone, card numbers with Luhn, IBANs with mod 97, IPv4/IPv6, URLs with a personal path,
-street addresses, social handles), and heuristics for names: capitalized spans that are
-not common sentence words, titles (``Dr.``, ``Ms.``), cues (``my name is``, ``called``,
-``Dear``), organization suffixes (``Ltd``, ``University``) and place prepositions. The
-name heuristics over-redact rather than leak: a capitalized word we are not sure about is
-replaced. Leakage on PUPA is measured by ``bitterbot bench privacy``.
+phone, card numbers with Luhn, IBANs with mod 97, IPv4/IPv6, URLs with a path and bare
+domains, street addresses, social handles, codes mixing letters and digits), and
+heuristics for names: capitalized spans that are not ordinary sentence words, titles
+(``Dr.``, ``Ms.``), cues (``my name is``, ``called``), organization words (``Ltd``,
+``University``), place prepositions, and lower-case words that are not English words
+(word lists of the ``english-words`` package plus the encoder's WordPiece vocabulary). The
+heuristics over-redact rather than leak: a name-like word we are not sure about is
+replaced. Leakage on PUPA is measured by ``bitterbot bench privacy`` (SPEC.md 7.4).
 """
 
 from __future__ import annotations
