@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "lookup_timeout_s": 5.0,
     "lookups": 0,  # 0: every (node, key) pair once, as far as duration_s allows
     "lookups_per_s": 0.0,  # 0: spread the lookups evenly over duration_s
+    "provide_concurrency": 3,
     "late_nodes": 0,  # started after the announcements, so they hold no record yet
 }
 
@@ -78,7 +79,9 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             for i in chosen:
                 provided_by.setdefault(i, []).append(key)
         provide_started = trio.current_time()
-        limiter = trio.CapacityLimiter(8)
+        # py-libp2p nodes serve about 12 inbound DHT streams at once and reset the rest, so
+        # many concurrent announcements make each other fail and retry.
+        limiter = trio.CapacityLimiter(int(work["provide_concurrency"]))
 
         provide_failures: list[str] = []
 
