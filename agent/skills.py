@@ -205,8 +205,12 @@ class SkillManager:
         sandbox_limits: SandboxLimits | None = None,
         max_concurrent_runs: int = 2,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        license_check: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        """``license_check(record)`` raises unless this node holds a valid license for the
+        paid skill ``record``; without one, paid skills do not run at all."""
         self.root = Path(root)
+        self.license_check = license_check
         self.records = records
         self.limits = limits or Limits()
         self._sandbox = sandbox
@@ -452,6 +456,14 @@ class SkillManager:
         max_tokens: int = 256,
     ) -> SkillOutput:
         record = self.get(name)
+        if int(record.get("price") or 0) > 0:
+            if self.license_check is None:
+                raise SkillError(
+                    f"{name} is a paid skill and this runtime cannot check licenses",
+                    hint="run it through the node (bitterbot node start)",
+                    code="license_missing",
+                )
+            self.license_check(record)
         t0 = time.monotonic()
         if record["kind"] == "prompt":
             if generate is None:

@@ -34,12 +34,18 @@ _STATUS = {
     errors.SandboxViolation: 403,
     errors.PaymentError: 402,
     errors.StaleError: 409,
+    errors.NetworkError: 502,  # a peer or the network failed, not this server
 }
+
+#: Errors that mean "this part of the node is not running" answer 503, whatever their class.
+UNAVAILABLE_CODES = {"payments_not_running", "not_running"}
 
 
 def error_response(exc: errors.BitterbotError) -> JSONResponse:
-    status = 500
+    status = 503 if exc.code in UNAVAILABLE_CODES else 500
     for cls, code in _STATUS.items():
+        if status == 503:
+            break
         if isinstance(exc, cls):
             status = code
             break

@@ -2,8 +2,9 @@
 
 - ``POST /v1/market/publish`` ``{"path": str}``: publish a signed package file on this machine;
 - ``GET /v1/market/search?name=N`` or ``?tag=T``: offers found on the network;
-- ``POST /v1/market/fetch`` ``{"source": name | package ID, "publisher"?: key}``: download and
-  verify into the node's package folder (installing is the caller's step, with consent);
+- ``POST /v1/market/fetch`` ``{"source": name | package ID, "publisher"?: key,
+  "max_price"?: int}``: download and verify into the node's package folder, buying a paid
+  skill for at most ``max_price`` (installing is the caller's step, with consent);
 - ``POST /v1/market/seed`` ``{"id": str, "record"?: hex}``: provide an installed free skill;
 - ``GET /v1/market/status``: last announcement, served packages, penalized providers.
 """
@@ -71,8 +72,11 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
 
     async def fetch(request: Request) -> JSONResponse:
         data = await _json(request)
+        max_price = data.get("max_price", 0)
+        if isinstance(max_price, bool) or not isinstance(max_price, int) or max_price < 0:
+            raise ValidationError("max_price must be a non-negative integer")
         info = await _market(ctx).fetch(
-            _str(data, "source") or "", _str(data, "publisher", required=False)
+            _str(data, "source") or "", _str(data, "publisher", required=False), max_price
         )
         info["record"] = info["record"].hex()
         return JSONResponse(info)

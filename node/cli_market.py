@@ -119,9 +119,12 @@ def search_command(cli_ctx: CliContext, name: str | None, tag: str | None, as_js
     Console().print(table)
 
 
-def fetch_from_network(cli_ctx: CliContext, source: str, publisher: str | None) -> dict[str, Any]:
-    """Have the running node download and verify ``source`` (a name or package ID)."""
-    body = {"source": source, "publisher": publisher}
+def fetch_from_network(
+    cli_ctx: CliContext, source: str, publisher: str | None, max_price: int = 0
+) -> dict[str, Any]:
+    """Have the running node download and verify ``source`` (a name or package ID), buying
+    it first when it is a paid skill priced at most ``max_price``."""
+    body = {"source": source, "publisher": publisher, "max_price": max_price}
     return dict(call_node(cli_ctx.home_path, "POST", "/v1/market/fetch", body, timeout=300))
 
 

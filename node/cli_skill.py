@@ -203,6 +203,12 @@ def _package_bytes(cli_ctx: CliContext, source: str) -> bytes:
 )
 @click.option("--publisher", default=None, help="from the network: the publisher key to choose")
 @click.option(
+    "--max-price",
+    type=click.IntRange(min=0),
+    default=0,
+    help="from the network: buy a paid skill costing at most this (smallest unit)",
+)
+@click.option(
     "--ignore-reputation", is_flag=True, help="install even if flagged by someone you trust"
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -214,6 +220,7 @@ def install_command(
     yes: bool,
     force: bool,
     publisher: str | None,
+    max_price: int,
     ignore_reputation: bool,
     as_json: bool,
 ) -> None:
@@ -237,7 +244,9 @@ def install_command(
             ) from None
         if not as_json:
             click.echo(f"looking for {source} on the network...", err=True)
-        fetched = fetch_from_network(cli_ctx, source, publisher)
+        fetched = fetch_from_network(cli_ctx, source, publisher, max_price)
+        if fetched.get("paid") and not as_json:
+            click.echo(f"bought for {fetched['paid']['amount']} (TEST MONEY)", err=True)
         data = Path(fetched["path"]).read_bytes()
     verified = verify_package(data)
     with _manager(cli_ctx) as manager:
@@ -248,7 +257,14 @@ def install_command(
     if running_api(cli_ctx.home_path) is not None and verified.manifest.price == 0:
         seeding = seed_after_install(cli_ctx, record["id"], fetched["record"] if fetched else None)
     if as_json:
-        print_json({**_row(record), "from_network": fetched is not None, "seeding": seeding})
+        print_json(
+            {
+                **_row(record),
+                "from_network": fetched is not None,
+                "paid": fetched.get("paid") if fetched else None,
+                "seeding": seeding,
+            }
+        )
     else:
         click.echo(f"installed {record['name']} {record['version']} ({record['id']})")
         if seeding and seeding.get("seeding"):

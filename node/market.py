@@ -49,10 +49,12 @@ from bitterbot.protocol.errors import (
     BitterbotError,
     NetworkError,
     NotFoundError,
+    PaymentError,
     StaleError,
     ValidationError,
 )
 from bitterbot.protocol.identity import encode_key
+from bitterbot.protocol.paidpkg import is_paid_package
 from bitterbot.protocol.skill_manifest import compare_versions
 from bitterbot.protocol.skillpkg import (
     PACKAGE_SUFFIX,
@@ -73,6 +75,7 @@ RECORDS_DB = "catalog_records"  # publisher hex -> newest raw catalog record hel
 SERVED_DB = "market_served"  # package id -> {"name", "publisher", "tags", "own"}
 PENALTY_DB = "peer_penalties"  # peer id -> penalty count
 
+PAID_SUFFIX = ".bbpaid"
 BAN_THRESHOLD = 3
 FRAME_TIMEOUT_S = 10.0
 MIN_RATE_BYTES_S = 64 * 1024  # a provider slower than this after the grace period trickles
@@ -187,15 +190,20 @@ class Market:
     def _add_to_catalog(self, verified: VerifiedPackage, data: bytes) -> Catalog:
         man = verified.manifest
         identity = self._publisher_identity(verified.publisher)
-        self._save_package(verified.id, data)
+        package_id, served, seller = verified.id, data, ""
+        if man.price > 0:
+            served = self._sell(verified, data, identity)
+            package_id, seller = content_id(served), self.p2p.peer_id
+        self._save_package(package_id, served)
         entry = CatalogEntry(
             man.name,
             man.version,
-            verified.id,
-            len(data),
+            package_id,
+            len(served),
             man.price,
             discovery_tags(man),
             man.description[:280],
+            seller,
         )
 
         def fn(txn: Txn) -> Catalog:
@@ -215,12 +223,32 @@ class Market:
             txn.put(RECORDS_DB, key, catalog.to_bytes())
             txn.put(
                 SERVED_DB,
-                verified.id,
+                package_id,
                 {"name": man.name, "publisher": key, "tags": list(entry.tags), "own": True},
             )
             return catalog
 
         return self.store.transact(fn)
+
+    def _sell(self, verified: VerifiedPackage, data: bytes, identity: Any) -> bytes:
+        """Encrypt a paid package and offer licenses for its major version."""
+        from bitterbot.protocol.skill_manifest import parse_version
+
+        if self.ctx.payments is None:
+            raise PaymentError(
+                "payments are not running on this node, so it cannot sell",
+                hint="restart the node (payments start with it)",
+            )
+        man = verified.manifest
+        blob: bytes = self.ctx.payments.sell_package(
+            man.name,
+            data,
+            man.price,
+            version_min=man.version,
+            version_below=f"{parse_version(man.version)[0] + 1}.0.0",
+            publisher=identity,
+        )
+        return blob
 
     def _publisher_identity(self, publisher: bytes) -> Any:
         """The key that signed the package must be one this node holds."""
@@ -239,10 +267,17 @@ class Market:
             hint="publish from the node that holds the publisher key (bitterbot key show)",
         )
 
+    def path_for(self, package_id: str, data: bytes | None = None) -> Path:
+        """``<id>.bbskill`` for packages, ``<id>.bbpaid`` for encrypted paid packages."""
+        paid = self.dir / f"{package_id}{PAID_SUFFIX}"
+        if (data is not None and is_paid_package(data)) or (data is None and paid.exists()):
+            return paid
+        return self.dir / f"{package_id}{PACKAGE_SUFFIX}"
+
     def _save_package(self, package_id: str, data: bytes) -> Path:
         from bitterbot.node.home import write_private
 
-        path = self.dir / f"{package_id}{PACKAGE_SUFFIX}"
+        path = self.path_for(package_id, data)
         if not path.exists():
             write_private(path, data)
         return path
@@ -312,7 +347,7 @@ class Market:
     async def _serve_package(self, stream: Any, package_id: str, offset: int) -> None:
         with self.store.read() as txn:
             served = txn.get(SERVED_DB, package_id) is not None
-        path = self.dir / f"{package_id}{PACKAGE_SUFFIX}"
+        path = self.path_for(package_id)
         if not served or not is_content_id(package_id) or not path.is_file():
             await stream.write(
                 framing.frame(transfer.encode_error("not_found", "not provided here"))
@@ -453,37 +488,92 @@ class Market:
         entry = CatalogEntry("?", "?", package_id, self.limits.max_package_bytes, 0, (), "")
         return Offer(entry, b"", 0, providers, b"")
 
-    async def fetch(self, source: str, publisher: str | None = None) -> dict[str, Any]:
-        """Download and verify a package from the network into the package folder."""
+    async def fetch(
+        self, source: str, publisher: str | None = None, max_price: int = 0
+    ) -> dict[str, Any]:
+        """Download and verify a package from the network into the package folder.
+
+        A paid skill is bought first (at most ``max_price``), over a payment channel to its
+        seller, then decrypted with the content key that came with the license.
+        """
         offer = await self.resolve(source, publisher)
-        package_id = offer.entry.package_id
-        path = self.dir / f"{package_id}{PACKAGE_SUFFIX}"
+        entry = offer.entry
+        if entry.price > 0 and entry.price > max_price:
+            raise PaymentError(
+                f"{entry.name} {entry.version} costs {entry.price} (smallest unit)",
+                hint=f"to buy it, run again with --max-price {entry.price}",
+                code="price_not_accepted",
+            )
+        path = self.path_for(entry.package_id)
         if path.is_file():
             data = path.read_bytes()
         else:
             providers = list(offer.providers)
             for extra in await self.p2p.find_providers(
-                package_key(package_id), count=MAX_PROVIDERS
+                package_key(entry.package_id), count=MAX_PROVIDERS
             ):
                 if extra.peer_id not in providers and extra.peer_id != self.p2p.peer_id:
                     providers.append(extra.peer_id)
-            data = await self.download(package_id, providers, offer.entry.size)
-            self._save_package(package_id, data)
+            data = await self.download(entry.package_id, providers, entry.size)
+            path = self._save_package(entry.package_id, data)
+        bought = None
+        if is_paid_package(data):
+            data, bought = await self._buy(offer, data)
         verified = verify_package(data, self.limits)
         if offer.publisher and verified.publisher != offer.publisher:
             raise ValidationError("the package is signed by another key than its catalog's")
+        if bought is not None:
+            path = self._save_package(verified.id, data)
+            await self._serve_paid_blob(offer)
         return {
-            "id": package_id,
+            "id": verified.id,
             "path": str(path),
             "name": verified.manifest.name,
             "version": verified.manifest.version,
             "price": verified.manifest.price,
+            "paid": bought,
             "publisher": encode_key(verified.publisher),
             "record": offer.record,
         }
 
+    async def _buy(self, offer: Offer, blob: bytes) -> tuple[bytes, dict[str, Any]]:
+        entry = offer.entry
+        payments = self.ctx.payments
+        if payments is None:
+            raise PaymentError("payments are not running on this node", hint="restart the node")
+        if not entry.seller:
+            raise PaymentError(f"{entry.name} is paid but its catalog names no seller")
+        purchase = await payments.purchase(
+            entry.seller, entry.name, entry.version, max_price=entry.price
+        )
+        package: bytes = payments.unlock_package(entry.name, entry.version, blob, offer.publisher)
+        return package, {"amount": purchase.price, "purchase_id": purchase.purchase_id.hex()}
+
+    async def _serve_paid_blob(self, offer: Offer) -> None:
+        """Seed an encrypted paid package: useless to others without their own license."""
+        if not self.ctx.settings["skills.seed_installed"]:
+            return
+        entry = offer.entry
+
+        def fn(txn: Txn) -> None:
+            txn.put(
+                SERVED_DB,
+                entry.package_id,
+                {"name": entry.name, "publisher": offer.publisher.hex(), "tags": list(entry.tags),
+                 "own": False},
+            )  # fmt: skip
+
+        self.store.transact(fn)
+        for key in (package_key(entry.package_id), name_key(entry.name)):
+            try:
+                await self.p2p.provide(key)
+            except BitterbotError as exc:
+                logger.info("seeding announcement failed: %s", exc)
+
     async def download(self, package_id: str, providers: list[str], max_size: int) -> bytes:
         def verify(data: bytes) -> bool:
+            if is_paid_package(data):
+                return content_id(data) == package_id
             try:
                 return content_id(read_package(data, self.limits).archive) == package_id
             except BitterbotError:
@@ -593,7 +683,7 @@ def discovery_tags(man: Any) -> tuple[str, ...]:
 def _entry_from(obj: dict[str, Any]) -> CatalogEntry:
     return CatalogEntry(
         obj["name"], obj["version"], obj["package_id"], obj["size"], obj["price"],
-        tuple(obj["tags"]), obj["description"],
+        tuple(obj["tags"]), obj["description"], obj.get("seller", ""),
     )  # fmt: skip
 
 

@@ -87,7 +87,34 @@ def open_manager(home_path: Path, store: Store, settings: Any = None) -> Any:
             memory_bytes=int(settings.get("skills.memory_mb", 64)) << 20,
         )
     manager = SkillManager(
-        skills_dir(home_path), LmdbSkillRecords(store), limits=limits, sandbox_limits=sandbox_limits
+        skills_dir(home_path),
+        LmdbSkillRecords(store),
+        limits=limits,
+        sandbox_limits=sandbox_limits,
+        license_check=license_checker(home_path, store),
     )
     manager.install_builtins()  # cheap when they are up to date
     return manager
+
+
+def license_checker(home_path: Path, store: Store) -> Any:
+    """The paid-skill gate: this node must hold a valid license, unless it is the publisher."""
+    from bitterbot.node.cli_skill import PUBLISHER_KEY_FILE
+    from bitterbot.node.home import Home
+    from bitterbot.node.pay_buyer import find_license
+    from bitterbot.protocol.identity import Identity, decode_key
+
+    home = Home(home_path)
+
+    def check(record: dict[str, Any]) -> None:
+        node_key = home.identity(create=False).public_key
+        publisher = decode_key(record["publisher"])
+        own = {node_key}
+        key_file = home.path / PUBLISHER_KEY_FILE
+        if key_file.is_file():
+            own.add(Identity.from_seed(key_file.read_bytes()).public_key)
+        if publisher in own:
+            return
+        find_license(store, node_key, record["name"], record["version"], publisher)
+
+    return check

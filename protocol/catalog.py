@@ -5,7 +5,11 @@ A publisher announces its skills with a signed catalog stored as a DHT value rec
 
     payload = {"seq": int, "skills": [entry, ...]}
     entry   = {"name": str, "version": str, "package_id": str, "size": int,
-               "price": int, "tags": [str, ...], "description": str}
+               "price": int, "tags": [str, ...], "description": str,
+               "seller"?: str}     # paid skills: the peer that sells licenses
+
+For a paid skill, ``package_id`` is the CID of the *encrypted* package (what providers
+serve and downloaders verify); the package inside is verified again once unlocked.
 
 Validation (what every DHT node and every reader applies):
 - the record is at most :data:`MAX_CATALOG_BYTES`, checked before parsing;
@@ -88,9 +92,10 @@ class CatalogEntry:
     price: int
     tags: tuple[str, ...]
     description: str
+    seller: str = ""  # peer ID that sells licenses (paid skills only)
 
     def to_obj(self) -> dict[str, Any]:
-        return {
+        obj: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "package_id": self.package_id,
@@ -99,6 +104,9 @@ class CatalogEntry:
             "tags": list(self.tags),
             "description": self.description,
         }
+        if self.seller:
+            obj["seller"] = self.seller
+        return obj
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,9 @@ def _entry(obj: Any) -> CatalogEntry:
         raise DecodeError("catalog entry: bad tags")
     if len(m["description"]) > MAX_TEXT:
         raise DecodeError("catalog entry: description too long")
+    seller = m.get("seller", "")
+    if not isinstance(seller, str) or len(seller) > 64 or (seller and m["price"] == 0):
+        raise DecodeError("catalog entry: seller must be a peer ID, for paid skills only")
     return CatalogEntry(
         m["name"],
         m["version"],
@@ -164,6 +175,7 @@ def _entry(obj: Any) -> CatalogEntry:
         m["price"],
         tuple(tags),
         m["description"],
+        seller,
     )
 
 

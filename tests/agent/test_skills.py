@@ -17,7 +17,7 @@ from bitterbot.agent.skills import (
     accept_declared,
     render_prompt,
 )
-from bitterbot.protocol.errors import NotFoundError, SandboxViolation, SkillError
+from bitterbot.protocol.errors import BitterbotError, NotFoundError, SandboxViolation, SkillError
 from bitterbot.protocol.identity import Identity
 from bitterbot.protocol.skillpkg import build_package, sign_package
 
@@ -51,7 +51,8 @@ def never(_request: ConsentRequest) -> bool:
 
 @pytest.fixture
 def manager(tmp_path: Path) -> Iterator[SkillManager]:
-    m = SkillManager(tmp_path / "skills", MemoryRecords())
+    # the demo skill has a price: this runtime holds a license for everything
+    m = SkillManager(tmp_path / "skills", MemoryRecords(), license_check=lambda record: None)
     yield m
     m.close()
 
@@ -308,3 +309,19 @@ async def test_prompt_skill_with_a_bundled_model_uses_it(
     )
     out = await manager.run("bundled", "hi", generate=runtime_generate(runtime, str(path)))
     assert out.text == "right" and not default.calls and len(own.calls) == 1
+
+
+async def test_a_paid_skill_runs_only_when_the_license_check_passes(tmp_path: Path) -> None:
+    from bitterbot.protocol.errors import PaymentError
+
+    def no_license(record: dict) -> None:
+        raise PaymentError(f"no license for {record['name']}", code="license_missing")
+
+    for check, expected in ((None, "cannot check licenses"), (no_license, "no license")):
+        m = SkillManager(tmp_path / f"skills-{expected[:2]}", MemoryRecords(), license_check=check)
+        try:
+            m.install(package(Identity.generate()), accept_declared)
+            with pytest.raises(BitterbotError, match=expected):
+                await m.run("demo", "hi")
+        finally:
+            m.close()

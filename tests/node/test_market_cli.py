@@ -23,10 +23,13 @@ LOCAL = ["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--metrics"
 CALC = Path(__file__).parents[2] / "agent" / "builtin" / "calculator"
 
 
+SHARED: dict[str, str] = {}  # settings every process of a test shares (see the paid test)
+
+
 def env() -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if not k.startswith("BITTERBOT_")}
     out["BITTERBOT_AGENT_PRELOAD"] = "false"  # no model needed here
-    return out
+    return {**out, **SHARED}
 
 
 def cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -136,3 +139,54 @@ def test_install_of_a_skill_flagged_by_a_trusted_attester_is_refused(tmp_path: P
 
     forced = cli(home, "skill", "install", str(path), "--yes", "--ignore-reputation")
     assert forced.returncode == 0, forced.stderr
+
+
+def test_a_paid_skill_is_bought_over_a_channel_and_runs_only_with_a_license(
+    tmp_path: Path, procs, monkeypatch
+) -> None:
+    # one machine, one TEST MONEY ledger shared by both nodes
+    monkeypatch.setitem(SHARED, "BITTERBOT_PAY_LEDGER_PATH", str(tmp_path / "ledger"))
+    dev_home, user_home = tmp_path / "dev", tmp_path / "user"
+    dev, dev_info = start_node(dev_home)
+    procs.append(dev)
+    seed = next(a for a in dev_info["listen_addrs"] if a.startswith("/ip4/127.0.0.1/"))
+    user, _ = start_node(user_home, "--seed", seed)
+    procs.append(user)
+
+    folder = tmp_path / "paid-calc"
+    shutil.copytree(CALC, folder, ignore=shutil.ignore_patterns("src"))
+    skill_md = (folder / "SKILL.md").read_text().replace("name: calculator", "name: paid-calc")
+    (folder / "SKILL.md").write_text(skill_md)
+    out = cli(dev_home, "skill", "publish", str(folder), "--price", "250", "--node-key", "--json")
+    assert out.returncode == 0, out.stderr
+    published = json.loads(out.stdout)
+    assert published["price"] == 250 and published["seller"] == dev_info["peer_id"]
+
+    deadline = time.monotonic() + 60
+    offers: list[dict] = []
+    while time.monotonic() < deadline and not offers:
+        offers = json.loads(cli(user_home, "skill", "search", "paid-calc", "--json").stdout)
+        time.sleep(0.5)
+    assert offers and offers[0]["price"] == 250
+
+    unpaid = cli(user_home, "skill", "install", "paid-calc", "--yes")
+    assert unpaid.returncode != 0 and "--max-price 250" in unpaid.stderr
+
+    bought = cli(
+        user_home, "skill", "install", "paid-calc", "--yes", "--max-price", "250", "--json"
+    )
+    assert bought.returncode == 0, bought.stderr
+    row = json.loads(bought.stdout)
+    assert row["paid"]["amount"] == 250
+    ran = cli(user_home, "skill", "run", "paid-calc", "2 + 2", "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["output"].strip().endswith("= 4")
+    status = json.loads(cli(user_home, "pay", "status", "--json").stdout)
+    assert "250" in json.dumps(status)
+
+    # the decrypted package copied to another home installs, but does not run: no license
+    thief = tmp_path / "thief"
+    package = next((user_home / "packages").glob(f"{row['id']}.bbskill"))
+    assert cli(thief, "skill", "install", str(package), "--yes").returncode == 0
+    stolen = cli(thief, "skill", "run", "paid-calc", "2 + 2")
+    assert stolen.returncode != 0 and "license" in stolen.stderr.lower()
