@@ -25,7 +25,7 @@ import trio
 from bitterbot.agent import docs_ingest
 from bitterbot.agent.backends import Backend, GenerateOptions
 from bitterbot.agent.docs_index import DocsIndex, Encoder, Hit, terms
-from bitterbot.protocol.errors import ValidationError
+from bitterbot.protocol.errors import ModelError, ValidationError
 
 # --- the skill, as the router sees it -----------------------------------------------
 SKILL_NAME = "docs"
@@ -74,6 +74,7 @@ class DocsAnswer:
     model: str = ""
     retrieval_ms: float = 0.0
     total_ms: float = 0.0
+    note: str = ""  # why the model's answer was not used, when it was not
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,7 @@ class DocsAnswer:
             "model": self.model,
             "retrieval_ms": round(self.retrieval_ms, 2),
             "total_ms": round(self.total_ms, 2),
+            "note": self.note,
         }
 
 
@@ -226,8 +228,9 @@ async def answer_question(
         retrieval_ms=retrieval_ms,
     )
     if support:
-        text, mode, cited = await _compose(index, backend, question, support, max_tokens)
+        text, mode, cited, note = await _compose(index, backend, question, support, max_tokens)
         result.answer, result.mode, result.found = text, mode, mode != "not_found"
+        result.note = note
         if result.found:
             result.citations = [
                 {"n": n, "file": h.file, "position": h.position, "citation": h.citation}
@@ -238,24 +241,47 @@ async def answer_question(
     return result
 
 
+def fit_passages(
+    backend: Backend, question: str, passages: list[Hit], max_tokens: int
+) -> list[Hit]:
+    """The leading passages whose prompt leaves ``max_tokens`` of the model's context."""
+    fitted = list(passages)
+    while fitted:
+        used = backend.count_tokens(build_messages(question, fitted))
+        if used + max_tokens <= backend.context_length:
+            break
+        fitted.pop()
+    return fitted
+
+
 async def _compose(
     index: DocsIndex, backend: Backend | None, question: str, support: list[Hit], max_tokens: int
-) -> tuple[str, str, set[int]]:
-    if backend is not None:
+) -> tuple[str, str, set[int], str]:
+    """(answer, mode, cited passage numbers, note)."""
+    note = ""
+    fitted = [] if backend is None else fit_passages(backend, question, support, max_tokens)
+    if backend is not None and not fitted:
+        note = (
+            f"the passages do not fit the {backend.context_length}-token context of {backend.model}"
+        )
+    if backend is not None and fitted:
         options = GenerateOptions(max_tokens=max_tokens, temperature=0.0)
-        completion = await backend.generate(build_messages(question, support), options)
-        reply = completion.text.strip()
-        if _NOT_FOUND_REPLY.search(reply) and not grounded(reply, support):
-            if support[0].cosine < STRONG_COSINE:  # weak support and the model agrees
-                return NOT_FOUND, "not_found", set()
-        if reply and grounded(reply, support):
-            cited = {int(n) for n in _CITE.findall(reply) if 1 <= int(n) <= len(support)}
+        try:
+            completion = await backend.generate(build_messages(question, fitted), options)
+        except ModelError as exc:  # the quote below still answers; the note says why
+            completion, note = None, f"the model failed ({exc.code}): {exc.message}"
+        reply = completion.text.strip() if completion is not None else ""
+        if _NOT_FOUND_REPLY.search(reply) and not grounded(reply, fitted):
+            if fitted[0].cosine < STRONG_COSINE:  # weak support and the model agrees
+                return NOT_FOUND, "not_found", set(), ""
+        if reply and grounded(reply, fitted):
+            cited = {int(n) for n in _CITE.findall(reply) if 1 <= int(n) <= len(fitted)}
             if not cited:
                 cited = {1}
                 reply = f"{reply} [1]"
-            return reply, "model", cited
+            return reply, "model", cited, ""
     sentence, n = best_sentence(index, question, support)
-    return f"{sentence} [{n}]", "extractive", {n}
+    return f"{sentence} [{n}]", "extractive", {n}, note
 
 
 def _name(path: str) -> str:

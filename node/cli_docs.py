@@ -234,6 +234,8 @@ def docs_ask(
     click.echo(result.answer)
     for cite in result.citations:
         click.echo(f"  [{cite['n']}] {cite['citation']}")
+    if result.note:
+        click.echo(f"note: {result.note}", err=True)
 
 
 COMMANDS: list[click.Command] = [docs_group]

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitterbot.agent import docs_ingest
+from bitterbot.agent.backends import ModelUnavailableError
 from bitterbot.agent.docs_index import (
     CHUNKS,
     FILES,
@@ -521,6 +522,21 @@ async def test_the_skill_runner_answers_with_its_sources(
     answer, sources = text.split("\n\nSources:\n")
     assert "four screws" in answer and sources.endswith("charger.pdf, p. 2")
     assert await run("docs", "Who painted the Mona Lisa?") == NOT_FOUND
+
+
+async def test_a_failing_or_too_small_model_still_gets_a_quoted_answer_and_a_note(
+    tmp_path: Path, index: DocsIndex, reranker: object
+) -> None:
+    ingest(index, [make_corpus(tmp_path / "docs")])
+    question = "How long is the warranty on the solar charger?"
+    broken = FakeBackend(fail_with=ModelUnavailableError("server went away"))
+    result = await answer_question(index, broken, question, reranker=reranker)
+    assert result.mode == "extractive" and "three years" in result.answer
+    assert "model_unavailable" in result.note and "server went away" in result.note
+    tiny = FakeBackend(context_length=60, replies=["unused"])
+    result = await answer_question(index, tiny, question, reranker=reranker)
+    assert result.mode == "extractive" and "60-token context" in result.note
+    assert tiny.call_count == 0
 
 
 def test_the_skill_describes_itself_for_the_router() -> None:
