@@ -374,7 +374,7 @@ class DocsIndex:
         memory = self._current()
         with self.store.read() as txn:
             files = sum(1 for _ in txn.items(FILES))
-        return {"files": files, "chunks": int(memory.ids.size), "dim": int(self.encoder.dim)}
+        return {"files": files, "chunks": int(memory.ids.size), "dim": int(memory.matrix.shape[1])}
 
     def _current(self) -> _Memory:
         with self.store.read() as txn:
@@ -385,8 +385,17 @@ class DocsIndex:
             return self._memory
 
     def _load(self) -> _Memory:
-        dim = int(self.encoder.dim)
+        """Read every vector and term list; the encoder is not loaded for this."""
         with self.store.read() as txn:
+            stored = txn.get(META, "encoder") or {"name": self.encoder_name, "dim": 0}
+            if stored["name"] != self.encoder_name:
+                raise ValidationError(
+                    f"documents were indexed with encoder {stored['name']}, "
+                    f"not {self.encoder_name}",
+                    hint="set docs.vectors back, or remove the documents "
+                    "(bitterbot docs remove --all) and add them again",
+                )
+            dim = int(stored["dim"])
             memory = _Memory(int(txn.get(META, "generation", 0)), dim)
             ids, rows = [], []
             for k, blob in txn.items(VECTORS):
@@ -409,7 +418,7 @@ class DocsIndex:
                     entry[1].append(count)
         if rows and len(rows[0]) != dim * 4:
             raise ValidationError(
-                f"stored vectors have {len(rows[0]) // 4} dimensions, the encoder {dim}",
+                f"stored vectors have {len(rows[0]) // 4} dimensions, the index record says {dim}",
                 hint="remove the documents (bitterbot docs remove --all) and add them again",
             )
         memory.ids = np.asarray(ids, dtype=np.int64)
@@ -445,8 +454,13 @@ class DocsIndex:
         memory = self._current()
         n = int(memory.ids.size)
         if n == 0:
-            return []
+            return []  # nothing indexed: no need to load the encoder
         q = np.asarray(self.encoder.encode([query]), dtype=np.float32).reshape(-1)
+        if q.size != memory.matrix.shape[1]:
+            raise ValidationError(
+                f"the encoder gives {q.size} dimensions, the index holds {memory.matrix.shape[1]}",
+                hint="remove the documents (bitterbot docs remove --all) and add them again",
+            )
         cosine = memory.matrix @ q
         bm25, matched = _bm25(memory, terms(query))
         take = min(CANDIDATES, n)
