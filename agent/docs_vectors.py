@@ -87,15 +87,30 @@ def build_table(encoder: Any, vocab: dict[str, int], weights: np.ndarray) -> np.
     return table
 
 
-def get_static_encoder(cache_dir: Path | None = None) -> StaticEncoder:
-    """The process-wide static encoder; the table is built once (about a minute on two
-    cores) and cached in ``cache_dir`` when one is given."""
-    from bitterbot.agent.docs_index import STOPWORDS
-    from bitterbot.agent.encoder import get_encoder, model_dir
+def _table_key() -> tuple[Path, str]:
+    from bitterbot.agent.encoder import model_dir
 
     folder = model_dir()
     stat = (folder / "model.safetensors").stat()
     key = hashlib.sha256(f"{STATIC_NAME}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return folder, key
+
+
+def static_table_ready(cache_dir: Path | None) -> bool:
+    """Whether :func:`get_static_encoder` will be quick (loaded, or cached on disk)."""
+    _folder, key = _table_key()
+    if key in _tables:
+        return True
+    return cache_dir is not None and (Path(cache_dir) / f"{STATIC_NAME}-{key[:16]}.npy").is_file()
+
+
+def get_static_encoder(cache_dir: Path | None = None) -> StaticEncoder:
+    """The process-wide static encoder; the table is built once (about a minute on two
+    cores) and cached in ``cache_dir`` when one is given."""
+    from bitterbot.agent.docs_index import STOPWORDS
+    from bitterbot.agent.encoder import get_encoder
+
+    folder, key = _table_key()
     with _lock:
         cached = _tables.get(key)
         if cached is not None:

@@ -94,6 +94,14 @@ def docs_add(cli_ctx: CliContext, paths: tuple[Path, ...], resume: bool, as_json
         )
     if not targets:
         raise ValidationError("no files or folders given", hint="bitterbot docs add PATH...")
+    if cli_ctx.settings()["docs.vectors"] == "static" and not as_json:
+        from bitterbot.agent.docs_vectors import static_table_ready
+
+        if not static_table_ready(cli_ctx.home.path / "cache"):
+            click.echo(
+                "building the passage-vector table once (about a minute on two cores)...",
+                err=True,
+            )
     started = time.perf_counter()
     results = _ingest_with_progress(ingest, index, targets)
     report = summarize(results)
