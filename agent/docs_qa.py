@@ -213,10 +213,12 @@ async def answer_question(
             f"the question is over {MAX_QUESTION_CHARS} characters", hint="ask a shorter question"
         )
     started = time.perf_counter()
-    hits = await trio.to_thread.run_sync(
-        retrieve, index, question, k, reranker, limiter=_retrieval_limiter
-    )
-    support = supporting(index, question, hits)[:max_passages]
+
+    def find() -> tuple[list[Hit], list[Hit]]:  # LMDB, numpy and the encoder: in a thread
+        hits = retrieve(index, question, k, reranker)
+        return hits, supporting(index, question, hits)[:max_passages]
+
+    hits, support = await trio.to_thread.run_sync(find, limiter=_retrieval_limiter)
     retrieval_ms = (time.perf_counter() - started) * 1000
     result = DocsAnswer(
         question=question,
