@@ -1,9 +1,9 @@
 """Reputation gossip: how fast an attestation reaches every node, and late-joiner catch-up.
 
 1. Start the network with node/reputation.py on every node; let the gossipsub mesh form.
-2. ``rounds`` times: a random node makes a rating. Every other live node watches its own
-   LMDB ledger for it (polling every 5 ms, in its own worker); delivery time is the wall
-   clock when a node holds it minus when the origin stored it (one machine, one clock).
+2. ``rounds`` times: a random node makes a rating. Every other live node is woken each
+   time attestations enter its ledger and graph, and checks for it; delivery time is the
+   wall clock when a node holds it minus when the origin stored it (one machine, one clock).
 3. ``late_nodes`` nodes start only after the rounds; they must catch up through the repsync
    protocol (they were offline while it was gossiped), and the time they take is reported.
 """
@@ -142,6 +142,6 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     }
     notes = [
         "Delivery is measured from the moment the origin stored the attestation to the moment "
-        "each node's own ledger held it (5 ms polling), on one machine's wall clock."
+        "each node's own ledger held it, on one machine's wall clock."
     ]
     return RunResult(metrics=metrics, series={"delivery_ms": delays}, events=events, notes=notes)

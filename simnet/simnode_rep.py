@@ -17,7 +17,6 @@ import trio
 
 from bitterbot.protocol.errors import ValidationError
 
-POLL_S = 0.005
 MAX_WAIT_S = 120.0
 MAX_SYBILS = 20_000
 
@@ -25,6 +24,7 @@ MAX_SYBILS = 20_000
 class RepActions:
     rep: Any
     p2p: Any
+    _rep_changed: trio.Event
 
     async def start_reputation(self, nursery: trio.Nursery, store: Any, identity: Any) -> None:
         from bitterbot.node.reputation import RepConfig, Reputation
@@ -35,7 +35,27 @@ class RepActions:
             sync_interval_s=float(self.options.get("rep_sync_interval_s", 60.0)),  # type: ignore[attr-defined]
         )
         self.rep = Reputation(store, identity, config)
+        self._watch_additions()
         await nursery.start(self.rep.run, self.p2p)
+
+    def _watch_additions(self) -> None:
+        """Wake waiters whenever attestations enter the node's graph (gossip, sync, own).
+
+        Wraps this instance's ``graph.add_all`` (called in the trio thread after each durable
+        ledger write), so :meth:`action_wait_for` needs no polling: fifty nodes polling
+        their ledgers every few ms would cost more CPU than the gossip being measured.
+        """
+        self._rep_changed = trio.Event()
+        graph = self.rep.graph
+        original = graph.add_all
+
+        def add_all(atts: Any) -> Any:
+            result = original(atts)
+            self._rep_changed.set()
+            self._rep_changed = trio.Event()
+            return result
+
+        graph.add_all = add_all
 
     def _need_rep(self) -> Any:
         if getattr(self, "rep", None) is None:
@@ -75,7 +95,7 @@ class RepActions:
         attester, seq = bytes(attester), int(seq)
         with trio.move_on_after(min(float(timeout), MAX_WAIT_S)):
             while not rep.ledger.has(attester, seq):
-                await trio.sleep(POLL_S)
+                await self._rep_changed.wait()
             return {"held": True, "wall": time.time()}
         return {"held": False, "wall": time.time()}
 
