@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json
-from bitterbot.protocol.errors import ValidationError
+from bitterbot.protocol.errors import BitterbotError, NetworkError, ValidationError
 
 
 def open_index(cli_ctx: CliContext) -> Any:
@@ -206,12 +206,40 @@ def docs_search(cli_ctx: CliContext, query: str, k: int, as_json: bool) -> None:
 @click.argument("question")
 @click.option("--model", default=None, help="model to answer with [default: agent.model]")
 @click.option("--no-model", is_flag=True, help="quote the best passage instead of generating")
+@click.option("--local", is_flag=True, help="run in this process even when a node is running")
 @click.option("--json", "as_json", is_flag=True, help="print answer, citations and passages")
 @pass_cli
 def docs_ask(
-    cli_ctx: CliContext, question: str, model: str | None, no_model: bool, as_json: bool
+    cli_ctx: CliContext,
+    question: str,
+    model: str | None,
+    no_model: bool,
+    local: bool,
+    as_json: bool,
 ) -> None:
-    """Answer QUESTION from your documents, citing file and page or lines."""
+    """Answer QUESTION from your documents, citing file and page or lines.
+
+    Goes through the running node's API when one is up (its model is already loaded)."""
+    home = cli_ctx.home
+    running = None if local or not home.path.exists() else home.read_running()
+    result = None
+    if running and "api" in running:
+        result = ask_running_node(running, home.api_token(create=False), question, model, no_model)
+    if result is None:
+        result = ask_in_process(cli_ctx, question, model, no_model)
+    if as_json:
+        print_json(result)
+        return
+    click.echo(result["answer"])
+    for cite in result["citations"]:
+        click.echo(f"  [{cite['n']}] {cite['citation']}")
+    if result.get("note"):
+        click.echo(f"note: {result['note']}", err=True)
+
+
+def ask_in_process(
+    cli_ctx: CliContext, question: str, model: str | None, no_model: bool
+) -> dict[str, Any]:
     import trio
 
     from bitterbot.agent.docs_qa import answer_question
@@ -221,29 +249,59 @@ def docs_ask(
     passages = int(settings["docs.passages"])
     reranker = contextual_encoder(cli_ctx)
 
-    async def run() -> Any:
+    async def run() -> dict[str, Any]:
         backend = None
         if not no_model:
             from bitterbot.agent.models import open_backend
 
             backend = open_backend(model or settings["agent.model"], settings, cli_ctx.home.path)
         try:
-            return await answer_question(
+            result = await answer_question(
                 index, backend, question, reranker=reranker, max_passages=passages
             )
         finally:
             if backend is not None:
                 await backend.aclose()
+        return result.to_dict()
 
-    result = trio.run(run)
-    if as_json:
-        print_json(result.to_dict())
-        return
-    click.echo(result.answer)
-    for cite in result.citations:
-        click.echo(f"  [{cite['n']}] {cite['citation']}")
-    if result.note:
-        click.echo(f"note: {result.note}", err=True)
+    return trio.run(run)
+
+
+def ask_running_node(
+    running: dict[str, Any], token: str, question: str, model: str | None, no_model: bool
+) -> dict[str, Any] | None:
+    """``POST /v1/docs/ask`` on the running node; None when its API does not answer."""
+    import httpx
+
+    body: dict[str, Any] = {"question": question, "extractive": no_model}
+    if model:
+        body["model"] = model
+    try:
+        response = httpx.post(
+            f"http://{running['api']}/v1/docs/ask",
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Host": "127.0.0.1"},
+            timeout=httpx.Timeout(600.0, connect=5.0),
+        )
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        click.echo(f"(the node's API at {running['api']} does not answer; running here)", err=True)
+        return None
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise NetworkError(
+            f"the node answered {response.status_code} without JSON", hint="see the node's log"
+        ) from exc
+    if response.status_code != 200:
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        raise BitterbotError(
+            str(error.get("message", f"the node answered {response.status_code}")),
+            hint=error.get("hint"),
+            code=str(error.get("code", "node_error")),
+        )
+    if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
+        raise NetworkError("the node's answer has an unexpected shape", hint="upgrade the node")
+    return data
 
 
 COMMANDS: list[click.Command] = [docs_group]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,32 @@ async def test_over_a_real_socket_the_token_is_required(
     stop.set()
     assert response.status_code == 200
     assert "six in the morning" in response.json()["passages"][0]["text"]
+
+
+async def test_docs_ask_goes_through_the_running_node(
+    ctx: NodeContext, nursery: trio.Nursery
+) -> None:
+    from click.testing import CliRunner
+
+    from bitterbot.node.cli import cli
+
+    token = ctx.home.api_token()
+    stop = trio.Event()
+    bound = await nursery.start(
+        lambda task_status: serve_api(
+            build_app(ctx, token), "127.0.0.1:0", task_status=task_status, shutdown=stop
+        )
+    )
+    ctx.home.acquire_lock()
+    ctx.home.write_running({"api": bound})
+    args = ["--home", str(ctx.home.path), "docs", "ask", "How do I reset the controller?"]
+    try:
+        result = await trio.to_thread.run_sync(lambda: CliRunner().invoke(cli, [*args, "--json"]))
+    finally:
+        stop.set()
+        ctx.home.release_lock()
+    assert result.exit_code == 0, (result.output, result.exception)
+    answer = json.loads(result.output)
+    # the node's (fake) model answered: this process never opened the store or a model
+    assert answer["model"] == "fake" and answer["mode"] == "model"
+    assert answer["answer"].startswith("Hold the red button")
