@@ -166,6 +166,16 @@ class Hit:
         }
 
 
+@dataclass
+class Prepared:
+    """A file read, chunked and embedded, waiting for its write transaction."""
+
+    key: str
+    doc: docs_ingest.Document
+    chunks: list[docs_ingest.TextChunk]
+    vectors: np.ndarray
+
+
 def _cid(n: int) -> bytes:
     return n.to_bytes(8, "big")
 
@@ -235,6 +245,14 @@ class DocsIndex:
 
     def add_file(self, candidate: Candidate | Path, now_ms: int | None = None) -> FileResult:
         """Ingest one file; unchanged content is a no-op, bad input a ``skipped`` result."""
+        prepared = self.prepare(candidate)
+        if isinstance(prepared, FileResult):
+            return prepared
+        return self.commit([prepared], now_ms)[0]
+
+    def prepare(self, candidate: Candidate | Path) -> Prepared | FileResult:
+        """Read, chunk and embed a file (no write); a FileResult when there is nothing to
+        write (``unchanged`` by content hash, or ``skipped`` with the reason)."""
         if isinstance(candidate, Path):
             candidate = Candidate(candidate.absolute(), explicit=True)
         path = candidate.path.resolve()
@@ -257,39 +275,51 @@ class DocsIndex:
         vectors = np.ascontiguousarray(self.encoder.encode(texts), dtype=np.float32)
         if vectors.shape != (len(texts), self.encoder.dim):
             raise ValidationError(f"the encoder returned shape {vectors.shape} for {len(texts)}")
+        return Prepared(key, doc, chunks, vectors)
+
+    def commit(self, batch: Sequence[Prepared], now_ms: int | None = None) -> list[FileResult]:
+        """Write prepared files in one transaction: each file whole, old chunks replaced."""
         stamp = int(time.time() * 1000) if now_ms is None else now_ms
 
-        def write(txn: DocsTxn) -> str:
+        def write(txn: DocsTxn) -> list[FileResult]:
             self._check_encoder(txn)
-            previous = txn.get(FILES, key)
-            if previous is not None:
-                _delete_chunks(txn, previous["chunks"])
-            first = int(txn.get(META, "next_chunk_id", 1))
-            ids = list(range(first, first + len(chunks)))
-            for cid, chunk, vector in zip(ids, chunks, vectors, strict=True):
-                k = _cid(cid)
-                txn.put(CHUNKS, k, {"file": key, "text": chunk.text, "pos": chunk.position})
-                txn.put(VECTORS, k, vector.tobytes())
-                words = terms(chunk.text)
-                txn.put(TERMS, k, [len(words), dict(Counter(words))])
-            txn.put(
-                FILES,
-                key,
-                {
-                    "path": key,
-                    "sha256": doc.sha256,
-                    "size": doc.size,
-                    "kind": doc.kind,
-                    "chunks": ids,
-                    "added_ms": stamp,
-                },
-            )
-            txn.put(META, "next_chunk_id", first + len(chunks))
+            results = []
+            for item in batch:
+                previous = txn.get(FILES, item.key)
+                if previous is not None:
+                    _delete_chunks(txn, previous["chunks"])
+                first = int(txn.get(META, "next_chunk_id", 1))
+                ids = list(range(first, first + len(item.chunks)))
+                for cid, chunk, vector in zip(ids, item.chunks, item.vectors, strict=True):
+                    k = _cid(cid)
+                    txn.put(
+                        CHUNKS, k, {"file": item.key, "text": chunk.text, "pos": chunk.position}
+                    )
+                    txn.put(VECTORS, k, vector.tobytes())
+                    words = terms(chunk.text)
+                    txn.put(TERMS, k, [len(words), dict(Counter(words))])
+                txn.put(
+                    FILES,
+                    item.key,
+                    {
+                        "path": item.key,
+                        "sha256": item.doc.sha256,
+                        "size": item.doc.size,
+                        "kind": item.doc.kind,
+                        "chunks": ids,
+                        "added_ms": stamp,
+                    },
+                )
+                txn.put(META, "next_chunk_id", first + len(item.chunks))
+                status = "updated" if previous is not None else "added"
+                results.append(FileResult(item.key, status, len(ids), bytes=item.doc.size))
             _bump(txn)
-            return "updated" if previous is not None else "added"
+            return results
 
-        status = self._transact(write)
-        return FileResult(key, status, len(chunks), bytes=len(data))
+        if not batch:
+            return []
+        committed: list[FileResult] = self._transact(write)
+        return committed
 
     def remove(self, target: Path | str) -> list[str]:
         """Remove a file, or every file under a folder; returns the removed paths."""
@@ -536,6 +566,13 @@ def _bump(txn: DocsTxn) -> None:
 Progress = Callable[[FileResult, int, int], None]  # result, files done, files total
 
 
+# one transaction (one fsync) holds up to this much work: small files go fast, and a
+# killed run still loses at most one batch, never part of a file
+BATCH_FILES = 64
+BATCH_CHUNKS = 2000
+BATCH_SECONDS = 1.0
+
+
 def ingest(
     index: DocsIndex,
     paths: Sequence[Path | str],
@@ -543,20 +580,46 @@ def ingest(
     progress: Progress | None = None,
     now_ms: int | None = None,
 ) -> list[FileResult]:
-    """Add every file under ``paths``; records the run so an interrupted one can resume."""
+    """Add every file under ``paths``; records the run so an interrupted one can resume.
+
+    Files are committed in batches; ``progress`` hears of a file once it is durable (or
+    needs no write)."""
     stamp = int(time.time() * 1000) if now_ms is None else now_ms
     found = list(docs_ingest.discover(paths))
     job = [str(Path(p).expanduser().absolute()) for p in paths]
     index.begin_job(job, stamp)
-    results = []
-    for done, item in enumerate(found, start=1):
-        if isinstance(item, DocumentSkipped):
-            result = FileResult(item.path, "skipped", reason=item.reason, message=item.detail)
-        else:
-            result = index.add_file(item, now_ms=stamp)
+    results: list[FileResult] = []
+    batch: list[Prepared] = []
+    batch_started = 0.0
+
+    def report(result: FileResult) -> None:
         results.append(result)
         if progress is not None:
-            progress(result, done, len(found))
+            progress(result, len(results), len(found))
+
+    def flush() -> None:
+        for result in index.commit(batch, stamp):
+            report(result)
+        batch.clear()
+
+    for item in found:
+        if isinstance(item, DocumentSkipped):
+            report(FileResult(item.path, "skipped", reason=item.reason, message=item.detail))
+            continue
+        prepared = index.prepare(item)
+        if isinstance(prepared, FileResult):
+            report(prepared)
+            continue
+        if not batch:
+            batch_started = time.monotonic()
+        batch.append(prepared)
+        if (
+            len(batch) >= BATCH_FILES
+            or sum(len(p.chunks) for p in batch) >= BATCH_CHUNKS
+            or time.monotonic() - batch_started >= BATCH_SECONDS
+        ):
+            flush()
+    flush()
     index.end_job(job)
     return results
 
