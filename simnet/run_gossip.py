@@ -141,6 +141,10 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "worker_cpu_s_total": round(sum(r["cpu_s"] for r in resources), 1),
     }
     notes = [
+        f"round {r['round']} from node {r['origin']}: {r['within_1s']}/{r['nodes']} within 1 s, "
+        f"{r['held']}/{r['nodes']} within {timeout:g} s"
+        for r in rounds
+    ] + [
         "Delivery is measured from the moment the origin stored the attestation to the moment "
         "each node's own ledger held it, on one machine's wall clock."
     ]
