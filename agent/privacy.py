@@ -26,7 +26,7 @@ import functools
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bitterbot.protocol.errors import ModelError, ValidationError
@@ -40,8 +40,8 @@ URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'()\[\]]+", re.IGNORECASE)
 HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,30}\b")
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
-IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
+CARD_RUN = re.compile(r"(?<![\w-])\d+(?:[ -]\d+)*")
+IBAN_RUN = re.compile(r"\b[A-Z]{2}\d{2}[A-Z0-9]*(?: [A-Z0-9]+)*")
 PHONE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,8}){1,5}(?![\w])"
     r"|(?<![\w+])\+\d{7,15}\b|(?<!\w)\d{10,12}\b"
@@ -246,51 +246,111 @@ def _url_is_personal(url: str) -> bool:
     return bool(rest.strip("/")) or "?" in host or "@" in host
 
 
-def _structured(text: str) -> list[Entity]:
-    found: list[Entity] = []
+Span = tuple[str, int, int]
 
-    def add(kind: str, m: re.Match[str], start: int | None = None, end: int | None = None) -> None:
-        s = m.start() if start is None else start
-        e = m.end() if end is None else end
-        found.append(Entity(kind, s, e, text[s:e]))
 
-    for m in EMAIL.finditer(text):
-        add("EMAIL", m)
-    for m in URL.finditer(text):
+def _emails_urls(t: str) -> list[Span]:
+    out = [("EMAIL", m.start(), m.end()) for m in EMAIL.finditer(t)]
+    for m in URL.finditer(t):
         end = m.end()
-        while end > m.start() and text[end - 1] in ".,;:!?":
+        while end > m.start() and t[end - 1] in ".,;:!?":
             end -= 1
-        if _url_is_personal(text[m.start() : end]):
-            add("URL", m, end=end)
-    for m in DOMAIN.finditer(text):
-        add("URL", m)
-    for m in IBAN.finditer(text):
-        if iban_ok(m.group(0)):
-            add("IBAN", m)
-    for m in CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group(0))
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            add("CARD", m)
-    for m in IPV4.finditer(text):
-        if all(int(part) <= 255 for part in m.group(0).split(".")):
-            add("IP", m)
-    for m in IPV6.finditer(text):
+        if _url_is_personal(t[m.start() : end]):
+            out.append(("URL", m.start(), end))
+    return out
+
+
+def _domains(t: str) -> list[Span]:
+    return [("URL", m.start(), m.end()) for m in DOMAIN.finditer(t)]
+
+
+def _valid_prefixes(
+    t: str, run: re.Match[str], piece: str, valid: Callable[[str], bool], kind: str
+) -> list[Span]:
+    """Spans inside ``run`` that ``valid`` accepts, made of whole pieces, longest first.
+
+    Greedy patterns swallow a neighbour ("4111 ... 1111 4111 ...", an IBAN followed by a
+    word); trying every start and end at piece boundaries finds each valid one."""
+    pieces = [
+        (run.start() + m.start(), run.start() + m.end()) for m in re.finditer(piece, run.group(0))
+    ]
+    out: list[Span] = []
+    i = 0
+    while i < len(pieces):
+        for j in range(min(len(pieces) - 1, i + 19), i - 1, -1):
+            if valid(t[pieces[i][0] : pieces[j][1]]):
+                out.append((kind, pieces[i][0], pieces[j][1]))
+                i = j
+                break
+        i += 1
+    return out
+
+
+def _card_ok(candidate: str) -> bool:
+    digits = re.sub(r"\D", "", candidate)
+    return 13 <= len(digits) <= 19 and luhn_ok(digits)
+
+
+def _accounts(t: str) -> list[Span]:
+    out: list[Span] = []
+    for run in IBAN_RUN.finditer(t):
+        out += _valid_prefixes(t, run, r"[A-Z0-9]+", iban_ok, "IBAN")
+    for run in CARD_RUN.finditer(t):
+        out += _valid_prefixes(t, run, r"\d+", _card_ok, "CARD")
+    return out
+
+
+def _ips(t: str) -> list[Span]:
+    out = [
+        ("IP", m.start(), m.end())
+        for m in IPV4.finditer(t)
+        if all(int(part) <= 255 for part in m.group(0).split("."))
+    ]
+    for m in IPV6.finditer(t):
         try:
             ipaddress.IPv6Address(m.group(0))
         except ValueError:
             continue
-        add("IP", m)
-    for m in STREET.finditer(text):
-        add("ADDRESS", m)
-    for m in PHONE.finditer(text):
+        out.append(("IP", m.start(), m.end()))
+    return out
+
+
+def _addresses(t: str) -> list[Span]:
+    return [("ADDRESS", m.start(), m.end()) for m in STREET.finditer(t)]
+
+
+def _phones(t: str) -> list[Span]:
+    out = []
+    for m in PHONE.finditer(t):
         raw = m.group(0).strip()
         digits = re.sub(r"\D", "", raw)
         if 7 <= len(digits) <= 15 and not DATE_LIKE.match(raw) and not _is_plain_number(raw):
-            add("PHONE", m)
-    for m in HANDLE.finditer(text):
-        add("HANDLE", m)
-    for m in CODE_ID.finditer(text):
-        add("ID", m)
+            out.append(("PHONE", m.start(), m.end()))
+    return out
+
+
+def _handles_ids(t: str) -> list[Span]:
+    out = [("HANDLE", m.start(), m.end()) for m in HANDLE.finditer(t)]
+    return out + [("ID", m.start(), m.end()) for m in CODE_ID.finditer(t)]
+
+
+#: In order: each stage sees the text with earlier finds masked, so a phone pattern cannot
+#: swallow the IP address next to it, and what one stage takes no later stage splits.
+STAGES = (_emails_urls, _domains, _accounts, _ips, _addresses, _phones, _handles_ids)
+_MASK = "\uffff"  # neither a word character nor a space nor a digit
+
+
+def _structured(text: str) -> list[Entity]:
+    found: list[Entity] = []
+    masked = text
+    for stage in STAGES:
+        spans = stage(masked)
+        for kind, start, end in spans:
+            if _MASK in masked[start:end]:
+                continue
+            found.append(Entity(kind, start, end, text[start:end]))
+        for _kind, start, end in spans:
+            masked = masked[:start] + _MASK * (end - start) + masked[end:]
     return found
 
 
@@ -394,6 +454,11 @@ def _resolve(entities: Iterable[Entity]) -> list[Entity]:
     return sorted(chosen, key=lambda e: e.start)
 
 
+def _mentions(texts: Sequence[str], token: str) -> bool:
+    pattern = re.compile(rf"(?<![A-Za-z]){re.escape(token)}(?!\d)", re.IGNORECASE)
+    return any(pattern.search(t) for t in texts)
+
+
 class PrivacyGate:
     """Finds personal data and swaps it for placeholders; same text, same placeholder."""
 
@@ -402,9 +467,11 @@ class PrivacyGate:
         self.keep_words = {w.lower() for w in keep_words}
 
     def find(self, text: str) -> list[Entity]:
-        found = _structured(text) + [
-            e for e in _names(text) if e.text.lower() not in self.keep_words
-        ]
+        found = _structured(text)
+        masked = text
+        for e in found:  # names are looked for around structured finds, never across them
+            masked = masked[: e.start] + _MASK * (e.end - e.start) + masked[e.end :]
+        found += [e for e in _names(masked) if e.text.lower() not in self.keep_words]
         for term in self.extra_terms:  # the user's own list: their name, employer, town
             for m in re.finditer(re.escape(term), text, re.IGNORECASE):
                 found.append(Entity("CUSTOM", m.start(), m.end(), m.group(0)))
@@ -434,6 +501,9 @@ class PrivacyGate:
                 key = (e.type, e.text.lower())
                 if key not in by_text:
                     numbers[e.type] += 1
+                    # never reuse a placeholder the user typed: restore() would rewrite it
+                    while _mentions(texts, f"{e.type}_{numbers[e.type]}"):
+                        numbers[e.type] += 1
                     by_text[key] = f"[{e.type}_{numbers[e.type]}]"
                 mapping.setdefault(by_text[key], e.text)
                 pieces.append(text[cursor : e.start])

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitterbot.agent.privacy import PrivacyGate, iban_ok, leakage, luhn_ok, minimize
 
@@ -177,3 +179,30 @@ def test_pupa_leakage_is_within_target(gate: PrivacyGate) -> None:
     assert result["units"] > 600
     assert result["leakage"] <= 0.10
     assert result["redacted_share"] < 0.3  # and it does not simply blank everything
+
+
+WORDS = st.sampled_from(
+    ["Anna", "Smith", "call", "me", "at", "+1 415 555 0134", "bob@example.com", "[EMAIL_1]",
+     "PERSON_1", "in", "Paris", "4111 1111 1111 1111", "the", "IBAN", "DE89 3704 0044 0532 0130 00",
+     "markham", ",", ".", "\n", "Dr.", "Ltd", "192.168.0.1", "https://x.org/u/anna"]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(WORDS, max_size=25).map(" ".join))
+def test_restore_undoes_redact_exactly(text: str) -> None:
+    gate = PrivacyGate()
+    red = gate.redact(text)
+    assert red.restore(red.redacted) == text
+    visible = re.sub(r"\[[A-Z]+_\d+\]", " ", red.redacted)
+    for original in red.mapping.values():
+        assert original not in visible or len(original) < 3
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_crashes_the_gate(text: str) -> None:
+    red = PrivacyGate().redact(text)
+    assert isinstance(red.redacted, str)
+    for e in red.entities:
+        assert 0 <= e.start < e.end <= len(text)
