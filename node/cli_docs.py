@@ -151,6 +151,13 @@ def docs_list(cli_ctx: CliContext, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
+    pending = index.pending_job()
+    if pending is not None:
+        click.echo(
+            f"note: an ingestion of {len(pending)} path(s) was interrupted; "
+            "`bitterbot docs add --resume` finishes it",
+            err=True,
+        )
     if not rows:
         click.echo("no documents yet: bitterbot docs add PATH...")
         return
