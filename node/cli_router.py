@@ -176,6 +176,30 @@ def _sample_skills() -> list[Any]:
     ]
 
 
+async def confirm_on_terminal(preview: Any) -> bool:
+    """``Orchestrator`` confirm callback for policy ``ask``: show exactly what would be sent
+    (redacted messages, bytes, estimated cost) on stderr and ask y/N on the terminal."""
+    import trio
+
+    lines = [
+        f"This request would go to {preview.provider} ({preview.model}): "
+        f"{preview.bytes} bytes, about {preview.estimated_microusd} micro-USD.",
+        "Redacted: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(preview.entity_counts.items())) or "nothing"),
+    ]
+    for message in preview.messages:
+        lines.append(f"--- {message['role']} ---")
+        lines.append(message["content"])
+    click.echo("\n".join(lines), err=True)
+    if not sys.stdin.isatty():
+        click.echo("not a terminal: not sending", err=True)
+        return False
+    answer: bool = await trio.to_thread.run_sync(
+        lambda: click.confirm("Send this to the cloud?", default=False, err=True)
+    )
+    return answer
+
+
 def _stdin_text() -> str:
     data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
     if len(data) > MAX_STDIN_BYTES:

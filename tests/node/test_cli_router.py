@@ -113,3 +113,17 @@ def test_bench_router_and_bench_privacy(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["units"] == 3 and data["leakage"] == 0.0 and data["queries"] == 2
+
+
+async def test_terminal_confirmation_shows_the_payload_and_refuses_without_a_tty(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bitterbot.agent.orchestrator import CloudPreview
+    from bitterbot.node.cli_router import confirm_on_terminal
+
+    preview = CloudPreview(
+        [{"role": "user", "content": "write to [EMAIL_1]"}], 123, {"EMAIL": 1}, 45, "http://p", "m"
+    )
+    assert await confirm_on_terminal(preview) is False  # pytest's stdin is not a terminal
+    err = capsys.readouterr().err
+    assert "write to [EMAIL_1]" in err and "123 bytes" in err and "EMAIL=1" in err
