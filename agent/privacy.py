@@ -291,10 +291,15 @@ def _card_ok(candidate: str) -> bool:
     return 13 <= len(digits) <= 19 and luhn_ok(digits)
 
 
-def _accounts(t: str) -> list[Span]:
+def _ibans(t: str) -> list[Span]:
     out: list[Span] = []
     for run in IBAN_RUN.finditer(t):
         out += _valid_prefixes(t, run, r"[A-Z0-9]+", iban_ok, "IBAN")
+    return out
+
+
+def _cards(t: str) -> list[Span]:
+    out: list[Span] = []
     for run in CARD_RUN.finditer(t):
         out += _valid_prefixes(t, run, r"\d+", _card_ok, "CARD")
     return out
@@ -336,7 +341,7 @@ def _handles_ids(t: str) -> list[Span]:
 
 #: In order: each stage sees the text with earlier finds masked, so a phone pattern cannot
 #: swallow the IP address next to it, and what one stage takes no later stage splits.
-STAGES = (_emails_urls, _domains, _accounts, _ips, _addresses, _phones, _handles_ids)
+STAGES = (_emails_urls, _domains, _ibans, _cards, _ips, _addresses, _phones, _handles_ids)
 _MASK = "\uffff"  # neither a word character nor a space nor a digit
 
 
@@ -493,7 +498,12 @@ class PrivacyGate:
         all_entities: list[Entity] = []
         offset = 0
         for raw in texts:
-            text = raw[:MAX_REDACT_CHARS]
+            if len(raw) > MAX_REDACT_CHARS:  # cutting would change the task silently
+                raise ValidationError(
+                    f"text of {len(raw)} characters is over the gate's {MAX_REDACT_CHARS}",
+                    hint="send a shorter task, or the snippets it needs",
+                )
+            text = raw
             entities = self.find(text)
             pieces: list[str] = []
             cursor = 0
@@ -520,7 +530,7 @@ class PrivacyGate:
             if len(original) >= 3 and original.isalpha():
                 pattern = re.compile(rf"(?<!\w){re.escape(original)}(?!\w)", re.IGNORECASE)
                 outputs = [pattern.sub(placeholder, out) for out in outputs]
-        original_text = "\n".join(t[:MAX_REDACT_CHARS] for t in texts)
+        original_text = "\n".join(texts)
         return outputs, Redaction(original_text, "\n".join(outputs), all_entities, mapping)
 
     def redact_messages(

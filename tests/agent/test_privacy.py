@@ -206,3 +206,11 @@ def test_arbitrary_text_never_crashes_the_gate(text: str) -> None:
     assert isinstance(red.redacted, str)
     for e in red.entities:
         assert 0 <= e.start < e.end <= len(text)
+
+
+def test_oversized_text_is_refused_not_cut(gate: PrivacyGate) -> None:
+    from bitterbot.agent.privacy import MAX_REDACT_CHARS
+    from bitterbot.protocol.errors import ValidationError
+
+    with pytest.raises(ValidationError):
+        gate.redact("a" * (MAX_REDACT_CHARS + 1))
