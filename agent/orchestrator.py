@@ -270,7 +270,11 @@ class Orchestrator:
                     entity_counts=counts,
                 )
 
-        completion = await self.cloud.generate_audited(messages, self.options, on_send)
+        try:
+            completion = await self.cloud.generate_audited(messages, self.options, on_send)
+        except ModelError as exc:  # the audit already holds the attempt if bytes left
+            steps.append(f"cloud failed ({exc.message}); answering locally")
+            return None
         cost = self.escalation.charge(completion.tokens_in, completion.tokens_out)
         steps.append(f"cloud: sent {sum(sent)} bytes, {sum(counts.values())} entities redacted")
         reason = next(

@@ -320,3 +320,16 @@ async def test_a_skill_answers_without_any_model_or_cloud(
     assert rec.bodies == [] and result.cloud_bytes == 0
     general = await orch.ask("write a detailed essay about rivers")
     assert general.route == "cloud" and any("router:" in s for s in general.steps)
+
+
+async def test_a_failing_provider_falls_back_to_the_local_model_and_is_still_audited(
+    server: tuple[str, Recorder], log: PrivacyLog
+) -> None:
+    url, rec = server
+    rec.status = 500
+    orch = make(url, log, AUTO)
+    result = await orch.ask(HARD_TASK)
+    assert result.route == "local-llm" and result.answer == "local answer"
+    assert any("cloud failed" in s for s in result.steps)
+    assert len(rec.bodies) == 1 and log.entries()[0]["bytes_sent"] == len(rec.bodies[0])
+    assert log.spent(orch.escalation.today()) == 0  # nothing charged for a failed call
