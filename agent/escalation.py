@@ -40,6 +40,7 @@ from bitterbot.protocol.errors import ConfigError
 
 NEVER, ASK, AUTO = "never", "ask", "auto"
 POLICIES = (NEVER, ASK, AUTO)
+SUFFICIENT = "the local model is judged sufficient"
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ class Escalation:
         policy = self.skill_policies.get(skill or "", self.policy)
         escalate, confirm = False, False
         if insufficient is None:
-            reason = "the local model is judged sufficient"
+            reason = SUFFICIENT
         elif not self.configured:
             reason = f"{insufficient}, but no cloud provider is configured"
         elif policy == NEVER:

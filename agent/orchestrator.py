@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bitterbot.agent.backends import Backend, Completion, GenerateOptions, Message
-from bitterbot.agent.escalation import Escalation
+from bitterbot.agent.escalation import SUFFICIENT, Escalation
 from bitterbot.agent.privacy import PrivacyGate, Redaction, minimize
 from bitterbot.agent.router import CLOUD, LOCAL_LLM, Router
 from bitterbot.protocol.errors import BitterbotError, ModelError
@@ -215,8 +215,13 @@ class Orchestrator:
             )
             if sent is not None:
                 return sent
-        reason = steps[-1].split(": ", 1)[1]
-        return AskResult(LOCAL_LLM, reason, completion.text, model=completion.model, steps=steps)
+        # why local: no skill (router), the rule's verdict, and any cloud attempt that failed
+        why = [s.split(": ", 1)[1] for s in steps if s.startswith(("router:", "escalation"))]
+        why = [w for w in why if w != SUFFICIENT] or [SUFFICIENT]
+        why += [s for s in steps if s.startswith("cloud")]
+        return AskResult(
+            LOCAL_LLM, "; ".join(why), completion.text, model=completion.model, steps=steps
+        )
 
     def _local_messages(
         self, text: str, history: Sequence[Message], snippets: Sequence[str]
