@@ -88,11 +88,9 @@ class SimNode(RepActions, PayActions, MarketActions):
         identity = self._identity()
         store = Store(self.home.db_path, map_size=STORE_MAP_SIZE)
         try:
-            config = P2PConfig(
-                listen=[f"/ip4/{self.ip}/tcp/{self.port}"],
-                seeds=self.seeds,
-                refresh_interval_s=float(self.options.get("refresh_interval_s", 10.0)),
-            )
+            config = P2PConfig(listen=[f"/ip4/{self.ip}/tcp/{self.port}"], seeds=self.seeds)
+            if "refresh_interval_s" in self.options:  # otherwise the node's own default
+                config.refresh_interval_s = float(self.options["refresh_interval_s"])
             self.p2p = P2PHost(identity, config, store=store)
             if self.options.get("market"):
                 self.register_market(store, identity)
