@@ -99,7 +99,7 @@ class TextEncoder(Protocol):
 
 
 def train_softmax(
-    x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 1e-3, iters: int = 300
+    x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 1e-3, iters: int = 500
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression by Nesterov gradient descent. x is standardized."""
     n, d = x.shape
@@ -221,7 +221,7 @@ def fit_head(
     max_inscope_loss: float = 0.01,
     folds: int = 5,
     l2: float = 1e-3,
-    iters: int = 300,
+    iters: int = 500,
     seed: int = 0,
 ) -> IntentHead:
     """Train the head; choose the energy threshold from out-of-fold training scores."""
