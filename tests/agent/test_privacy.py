@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from bitterbot.agent.privacy import PrivacyGate, iban_ok, leakage, luhn_ok, minimize
 
-PUPA = Path("/work/shared/data/pupa/pupa_tnb.csv")
+# shared/ sits beside the repository (here and in CI)
+PUPA = Path(__file__).resolve().parents[2].parent / "shared/data/pupa/pupa_tnb.csv"
 
 
 def luhn_complete(prefix: str) -> str:

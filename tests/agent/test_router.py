@@ -20,7 +20,8 @@ from bitterbot.agent.router import (
 )
 from bitterbot.protocol.errors import ModelError, ValidationError
 
-CLINC = Path("/work/shared/data/clinc150/train_val.json")
+# shared/ sits beside the repository (here and in CI)
+CLINC = Path(__file__).resolve().parents[2].parent / "shared/data/clinc150/train_val.json"
 
 SKILLS = [
     SkillIntent(

@@ -14,7 +14,8 @@ from bitterbot.node.home import Home
 from bitterbot.node.privacy_log import PrivacyLog
 from bitterbot.node.store import Store
 
-CLINC = Path("/work/shared/data/clinc150/train_val.json")
+# shared/ sits beside the repository (here and in CI)
+CLINC = Path(__file__).resolve().parents[2].parent / "shared/data/clinc150/train_val.json"
 
 
 def run(*args: str, home: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
