@@ -293,9 +293,9 @@ class SimNetwork:
 
     async def kill(self, index: int) -> None:
         record = self.nodes[index]
-        await self.worker_of(index).call("kill", index=index)
-        record.alive = False
+        record.alive = False  # before the call: work in flight on it now counts as aborted
         self.note("kill", node=index)
+        await self.worker_of(index).call("kill", index=index)
 
     async def call(self, index: int, action: str, timeout_s: float = 60.0, **kwargs: Any) -> Any:
         """Run ``SimNode.action_<action>(**kwargs)`` on node ``index``."""
