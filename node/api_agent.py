@@ -253,18 +253,21 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
         return JSONResponse({"object": "list", "data": data})
 
     async def ask(request: Request) -> Response:
-        runtime = _runtime(ctx)
+        _runtime(ctx)  # refuses clearly when the agent is not running in this node
         data = await read_json(request, 1 << 20)
         question = data.get("question")
         if not isinstance(question, str) or not question.strip():
             raise ValidationError("'question' must be non-empty text")
-        options = runtime.options(max_tokens=_int(data, "max_tokens", 1, MAX_ANSWER_TOKENS))
+        from bitterbot.node.pipeline import pipeline_of
+
+        max_tokens = _int(data, "max_tokens", 1, MAX_ANSWER_TOKENS)
+        model = _model_name(data)
         result = await until_disconnect(
-            request, lambda: runtime.ask(question, model=_model_name(data), options=options)
+            request, lambda: pipeline_of(ctx).ask(question, model=model, max_tokens=max_tokens)
         )
         if result is None:
             return Response(status_code=499)
-        return JSONResponse(result.as_dict())
+        return JSONResponse(result)
 
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),

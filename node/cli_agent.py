@@ -35,16 +35,28 @@ def ask_in_process(
 ) -> dict[str, Any]:
     import trio
 
+    from bitterbot.node.context import NodeContext
+    from bitterbot.node.pipeline import AgentPipeline
+    from bitterbot.node.store import Store
+
+    home = cli_ctx.home.ensure()
+    store = Store(home.db_path)
+
     async def run() -> dict[str, Any]:
         runtime = _runtime(cli_ctx, model)
+        ctx = NodeContext(runtime.settings, home, store, home.identity())
+        ctx.agent = runtime
         try:
-            result = await runtime.ask(question, options=runtime.options(max_tokens=max_tokens))
+            return await AgentPipeline(ctx).ask(question, max_tokens=max_tokens)
         finally:
             await runtime.aclose()
-        out: dict[str, Any] = result.as_dict()
-        return out
+            if ctx.skills is not None:
+                ctx.skills.close()
 
-    return trio.run(run)
+    try:
+        return trio.run(run)
+    finally:
+        store.close()
 
 
 def ask_running_node(

@@ -167,8 +167,13 @@ async def test_ask_route_answers_with_the_cli_json_shape(serve: Any) -> None:
         "tokens_out",
         "cloud_bytes",
         "finish_reason",
+        "reason",
+        "redacted_entities",
+        "cost_microusd",
+        "steps",
     }
     assert (data["answer"], data["route"], data["backend"]) == ("Paris.", "local-llm", "fake")
+    assert data["cloud_bytes"] == 0 and data["redacted_entities"] == {}
 
 
 async def test_client_disconnect_mid_stream_stops_generation(
@@ -198,11 +203,20 @@ async def test_client_disconnect_mid_stream_stops_generation(
 async def test_client_giving_up_on_ask_stops_generation(
     serve: Any, wait_until: Callable[..., Any]
 ) -> None:
-    fake = FakeBackend(replies=["w " * 400], token_delay=0.02)
+    fake = FakeBackend(replies=["w " * 400] * 2, token_delay=0.02)  # warm-up, then the real one
     url, token = await serve(fake_runtime(fake))
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
+        # the first ask loads the router's encoder; warm it so the next one generates at once
+        warm = await c.post(
+            "/v1/agent/ask", json={"question": "hello", "max_tokens": 1}, timeout=120
+        )
+        assert warm.status_code == 200
         with pytest.raises(httpx.ReadTimeout):
-            await c.post("/v1/agent/ask", json={"question": "go", "max_tokens": 1000}, timeout=0.5)
+            await c.post(
+                "/v1/agent/ask",
+                json={"question": "write a long story about the sea", "max_tokens": 1000},
+                timeout=0.5,
+            )
     await wait_until(lambda: fake.cancelled == 1, timeout=5)
     produced = fake.tokens_produced
     assert 0 < produced < 400
@@ -245,7 +259,7 @@ async def test_node_service_with_the_agent_starter_answers_ask(
                 "--json",
                 "--model",
                 "fake:node",
-                "who answers?",
+                "tell me a joke",
             ],
             capture_stdout=True,
             capture_stderr=True,

@@ -61,6 +61,10 @@ def test_ask_json_answers_in_process_without_a_node(tmp_path: Path) -> None:
         "tokens_out",
         "cloud_bytes",
         "finish_reason",
+        "reason",
+        "redacted_entities",
+        "cost_microusd",
+        "steps",
     ]
     assert "Paris" in data["answer"]
     assert (data["route"], data["backend"], data["model"]) == ("local-llm", "llama.cpp", "smollm2")
@@ -87,7 +91,7 @@ async def test_ask_goes_through_the_running_node(tmp_path: Path, nursery: trio.N
     home.write_running({"pid": os.getpid(), "api": bound})
     try:
         done = await trio.run_process(
-            [*CLI, "ask", "--json", "who", "answers?"],
+            [*CLI, "ask", "--json", "tell", "me", "a", "joke"],
             capture_stdout=True,
             capture_stderr=True,
             check=False,
@@ -100,7 +104,8 @@ async def test_ask_goes_through_the_running_node(tmp_path: Path, nursery: trio.N
     assert done.returncode == 0, done.stderr.decode()
     data = json.loads(done.stdout)
     assert (data["answer"], data["backend"]) == ("answered by the node", "fake")
-    assert fake.calls[0].messages == [{"role": "user", "content": "who answers?"}]
+    assert fake.calls[0].messages == [{"role": "user", "content": "tell me a joke"}]
+    assert data["route"] == "local-llm" and data["reason"]
 
 
 def test_ask_with_a_missing_model_names_the_fix(tmp_path: Path) -> None:
