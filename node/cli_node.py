@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json
-from bitterbot.protocol.errors import BitterbotError, HomeError, NetworkError
+from bitterbot.protocol.errors import BitterbotError, NetworkError
 
 SHUTDOWN_DEADLINE_S = 4.5
 SEED_REPORT_AFTER_S = 10.0
@@ -183,7 +183,9 @@ async def _report_network(service: Any) -> None:
 @pass_cli
 def status_command(cli_ctx: CliContext, as_json: bool) -> None:
     """Ask the running node of this home for its status (through its local API)."""
-    status = api_get(cli_ctx.home_path, "/v1/node/status")
+    from bitterbot.node.client import call_node
+
+    status = call_node(cli_ctx.home_path, "GET", "/v1/node/status", timeout=10)
     if as_json:
         print_json(status)
         return
@@ -198,47 +200,6 @@ def status_command(cli_ctx: CliContext, as_json: bool) -> None:
         click.echo(f"listening       {addr}")
     for peer, problem in (status.get("seed_errors") or {}).items():
         click.echo(f"seed problem    {peer}: {problem}")
-
-
-def api_get(home_path: Path, route: str, timeout: float = 10.0) -> Any:
-    """GET ``route`` from the node running on ``home_path`` (address and token from the home)."""
-    import httpx
-
-    from bitterbot.node.home import Home
-
-    home = Home(home_path)
-    running = home.read_running()
-    if running is None or "api" not in running:
-        raise HomeError(
-            f"no node is running on {home.path}",
-            hint="start one with: bitterbot node start (or pass the right --home)",
-            code="not_running",
-        )
-    token = home.api_token(create=False)
-    url = f"http://{running['api']}{route}"
-    try:
-        resp = httpx.get(
-            url,
-            headers={"Authorization": f"Bearer {token}", "Host": "127.0.0.1"},
-            timeout=timeout,
-        )
-    except httpx.HTTPError as exc:
-        raise NetworkError(
-            f"the node's API at {running['api']} does not answer: {exc}",
-            hint="the node may be starting or hung; check its output",
-        ) from exc
-    try:
-        body = resp.json()
-    except ValueError as exc:
-        raise NetworkError(f"the node's API answered {resp.status_code} without JSON") from exc
-    if resp.status_code != 200:
-        err = body.get("error", {}) if isinstance(body, dict) else {}
-        raise BitterbotError(
-            f"the node refused: {err.get('message', resp.status_code)}",
-            hint=err.get("hint"),
-            code=err.get("code", "api_error"),
-        )
-    return body
 
 
 # --- benchmark ---------------------------------------------------------------------------

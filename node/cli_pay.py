@@ -14,47 +14,11 @@ from typing import Any
 import click
 
 from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json
-from bitterbot.protocol.errors import BitterbotError, HomeError, NetworkError
+from bitterbot.node.client import call_node
 
 TEST_MONEY_NOTE = "TEST MONEY (ledger backend): not real money"
+
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
-
-
-def api_call(
-    home_path: Path, method: str, route: str, body: Any = None, timeout: float = 60
-) -> Any:
-    """Call the node running on ``home_path`` (address and token from the home)."""
-    import httpx
-
-    from bitterbot.node.home import Home
-
-    home = Home(home_path)
-    running = home.read_running()
-    if running is None or "api" not in running:
-        raise HomeError(
-            f"no node is running on {home.path}",
-            hint="start one with: bitterbot node start (or pass the right --home)",
-            code="not_running",
-        )
-    headers = {"Authorization": f"Bearer {home.api_token(create=False)}", "Host": "127.0.0.1"}
-    try:
-        resp = httpx.request(
-            method, f"http://{running['api']}{route}", json=body, headers=headers, timeout=timeout
-        )
-    except httpx.HTTPError as exc:
-        raise NetworkError(f"the node's API at {running['api']} does not answer: {exc}") from exc
-    try:
-        out = resp.json()
-    except ValueError as exc:
-        raise NetworkError(f"the node's API answered {resp.status_code} without JSON") from exc
-    if resp.status_code != 200:
-        err = out.get("error", {}) if isinstance(out, dict) else {}
-        raise BitterbotError(
-            f"the node refused: {err.get('message', resp.status_code)}",
-            hint=err.get("hint"),
-            code=err.get("code", "api_error"),
-        )
-    return out
 
 
 @click.group("pay")
@@ -70,7 +34,7 @@ def pay_group() -> None:
 @pass_cli
 def pay_open(cli_ctx: CliContext, peer: str, amount: int, as_json: bool) -> None:
     """Open a channel to PEER (peer ID or multiaddr with /p2p/) with AMOUNT locked."""
-    out = api_call(cli_ctx.home_path, "POST", "/v1/pay/open", {"peer": peer, "amount": amount})
+    out = call_node(cli_ctx.home_path, "POST", "/v1/pay/open", {"peer": peer, "amount": amount})
     if as_json:
         print_json({**out, "capacity": amount, "money": TEST_MONEY_NOTE})
         return
@@ -110,7 +74,7 @@ def _local_status(cli_ctx: CliContext) -> dict[str, Any]:
 def pay_status(cli_ctx: CliContext, as_json: bool) -> None:
     """Balance and channels (capacity, paid, remaining, state)."""
     if cli_ctx.home.running_pid() is not None:
-        out = api_call(cli_ctx.home_path, "GET", "/v1/pay/status")
+        out = call_node(cli_ctx.home_path, "GET", "/v1/pay/status")
     else:
         out = _local_status(cli_ctx)
     if as_json:
@@ -145,7 +109,7 @@ def pay_status(cli_ctx: CliContext, as_json: bool) -> None:
 @pass_cli
 def pay_close(cli_ctx: CliContext, target: str, unilateral: bool, as_json: bool) -> None:
     """Close the channel TARGET (a peer ID or channel ID prefix)."""
-    out = api_call(
+    out = call_node(
         cli_ctx.home_path, "POST", "/v1/pay/close", {"target": target, "unilateral": unilateral}
     )
     if as_json:
@@ -167,7 +131,7 @@ def pay_close(cli_ctx: CliContext, target: str, unilateral: bool, as_json: bool)
 @pass_cli
 def pay_refund(cli_ctx: CliContext, target: str, as_json: bool) -> None:
     """After a unilateral close's dispute window: take back what was not paid."""
-    out = api_call(cli_ctx.home_path, "POST", "/v1/pay/refund", {"target": target})
+    out = call_node(cli_ctx.home_path, "POST", "/v1/pay/refund", {"target": target})
     if as_json:
         print_json({**out, "money": TEST_MONEY_NOTE})
     else:
@@ -186,7 +150,7 @@ def pay_faucet(cli_ctx: CliContext, amount: int, as_json: bool) -> None:
 
     home = cli_ctx.home.ensure()
     if home.running_pid() is not None:
-        balance = api_call(home.path, "POST", "/v1/pay/faucet", {"amount": amount})["balance"]
+        balance = call_node(home.path, "POST", "/v1/pay/faucet", {"amount": amount})["balance"]
     else:
         backend = LedgerBackend.open(ledger_path(cli_ctx.settings(), home.path))
         try:
@@ -212,7 +176,7 @@ def pay_buy(
 ) -> None:
     """Buy a license for SKILL at VERSION from PEER (retrying never pays twice)."""
     body = {"peer": peer, "skill": skill, "version": version, "max_price": max_price}
-    out = api_call(cli_ctx.home_path, "POST", "/v1/pay/purchase", body)
+    out = call_node(cli_ctx.home_path, "POST", "/v1/pay/purchase", body)
     if as_json:
         print_json({**out, "money": TEST_MONEY_NOTE})
         return
@@ -236,7 +200,7 @@ def pay_call(
 ) -> None:
     """Call SERVICE on PEER, paid per call (the price is checked against --max-price first)."""
     body = {"peer": peer, "service": service, "input": text, "max_price": max_price}
-    out = api_call(cli_ctx.home_path, "POST", "/v1/pay/call", body)
+    out = call_node(cli_ctx.home_path, "POST", "/v1/pay/call", body)
     if as_json:
         print_json(out)
     else:
