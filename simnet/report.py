@@ -51,7 +51,14 @@ def _plot_rate(
     window = 1.0
     rows = windowed_rate([(float(t), bool(ok)) for t, ok in samples], window)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([r[0] + window / 2 for r in rows], [r[1] for r in rows], marker="o", ms=3)
+    # one dot per window, sized by how many lookups it holds (no lines: windows can be empty)
+    ax.scatter(
+        [r[0] + window / 2 for r in rows],
+        [r[1] for r in rows],
+        s=[12 + 6 * r[2] for r in rows],
+        alpha=0.7,
+        label="lookups (dot size: count)",
+    )
     marks = {"partition": "red", "heal": "green"}
     for event in events:
         if event["event"] in marks:
@@ -70,7 +77,7 @@ def _plot_rate(
             alpha=0.7,
             label="fraction of nodes down",
         )
-        ax.legend(loc="lower left")
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
