@@ -165,14 +165,17 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             deny = deny_lists(partition_groups(rng, [n.index for n in net.nodes], groups))
             part_state.update(cut=True, deny=deny)
             net.note("partition", groups=groups)
-            for index in net.alive():
-                await _deny(net, index, deny[index])
+            async with trio.open_nursery() as nursery:
+                for index in net.alive():
+                    nursery.start_soon(_deny, net, index, deny[index])
+            net.note("partition_applied")
             if float(part["heal_s"]) > float(part["at_s"]):
                 await trio.sleep_until(net.t0 + phase_start + float(part["heal_s"]))
                 part_state["cut"] = False
                 net.note("heal")
-                for index in net.alive():
-                    await net.call(index, "allow")
+                async with trio.open_nursery() as nursery:
+                    for index in net.alive():
+                        nursery.start_soon(_allow, net, index)
 
         # Each (origin, key) pair is looked up once: py-libp2p caches providers it found,
         # so a second lookup of the same key from the same node never touches the network.
@@ -311,3 +314,7 @@ def _down_over_time(events: list[dict[str, Any]], nodes: int) -> list[tuple[floa
             continue
         points.append((max(0.0, event["phase_s"]), len(down) / nodes))
     return points
+
+
+async def _allow(net: SimNetwork, index: int) -> None:
+    await net.call(index, "allow")
