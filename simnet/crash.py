@@ -40,7 +40,7 @@ class ConnectionTracker:
             if owner >= 0:
                 tracker._streams.setdefault(owner, weakref.WeakSet()).add(stream)
 
-        TrioTCPStream.__init__ = tracked_init  # type: ignore[method-assign]
+        TrioTCPStream.__init__ = tracked_init  # type: ignore[method-assign,assignment]
         self._original = original
 
     def uninstall(self) -> None:

@@ -135,7 +135,7 @@ class LatencyShim:
                 await trio.sleep(delay / 1000.0)
             await original(stream, data)
 
-        TrioTCPStream.write = delayed_write  # type: ignore[method-assign]
+        TrioTCPStream.write = delayed_write  # type: ignore[method-assign,assignment]
         self._original = original
 
     def uninstall(self) -> None:

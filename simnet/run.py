@@ -61,7 +61,7 @@ def _one_error(group: BaseExceptionGroup[BaseException], work: Path) -> BaseExce
     """The first Bitterbot error inside a nursery's exception group, for the CLI to print."""
     matched, _rest = group.split(BitterbotError)
     while matched is not None:
-        first = matched.exceptions[0]
+        first: BaseException = matched.exceptions[0]
         if not isinstance(first, BaseExceptionGroup):
             return first
         matched = first

@@ -55,7 +55,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             held: dict[int, dict[str, Any]] = {}
 
             async def watch(
-                index: int, key: bytes = origin_key, want: int = seq, out: dict = held
+                index: int, key: bytes = origin_key, want: int = seq, out: dict[int, Any] = held
             ) -> None:
                 out[index] = await net.call(
                     index,

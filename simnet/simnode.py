@@ -81,7 +81,7 @@ class SimNode(RepActions, PayActions, MarketActions):
             write_private(key_path, self.identity_seed)
         return self.home.identity(create=False)
 
-    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from bitterbot.node.p2p import P2PConfig, P2PHost
         from bitterbot.node.store import Store
 

@@ -68,7 +68,7 @@ class Worker:
         done = trio.Event()
         started = False
 
-        async def run(task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             nonlocal started
 
             class Status:
@@ -80,7 +80,7 @@ class Worker:
             current_node.set(index)  # every task the node spawns inherits its owner
             try:
                 with scope:
-                    await node.run(task_status=Status())  # type: ignore[arg-type]
+                    await node.run(task_status=Status())
             except Exception:
                 if not started:
                     raise
