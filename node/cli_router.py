@@ -82,6 +82,51 @@ def router_eval(
             click.echo(f"{key:>18}: {value}")
 
 
+@router_group.command("route")
+@home_option
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_cli
+def router_route(cli_ctx: CliContext, text: str, as_json: bool) -> None:
+    """Where TEXT would go with the installed skills, and why (runs nothing, sends nothing)."""
+    from bitterbot.agent.escalation import Escalation
+    from bitterbot.agent.router import LOCAL_LLM, Router
+    from bitterbot.node.skills_store import open_manager
+    from bitterbot.node.store import Store
+
+    home = cli_ctx.home.ensure()
+    store = Store(home.db_path)
+    try:
+        manager = open_manager(home.path, store, cli_ctx.settings())
+        try:
+            intents = manager.intents()
+        finally:
+            manager.close()
+    finally:
+        store.close()
+    router = Router(_encoder(cli_ctx))
+    router.set_skills(intents, head_cache=home.path / "cache" / "router-head.npz")
+    decision = router.route(text)
+    out: dict[str, Any] = {
+        "route": decision.route,
+        "reason": decision.reason,
+        "candidate": decision.candidate,
+        "score": round(decision.score, 3),
+        "threshold": round(decision.threshold, 3),
+        "elapsed_ms": round(decision.elapsed_ms, 3),
+        "skills": sorted(router.skills),
+    }
+    if decision.route == LOCAL_LLM:  # what the escalation rule would say before the local model
+        pre = Escalation.from_settings(cli_ctx.settings()).before_local(text)
+        out["escalation"] = {"escalate": pre.escalate, "reason": pre.reason, "policy": pre.policy}
+    if as_json:
+        print_json(out)
+        return
+    click.echo(f"{out['route']}: {out['reason']}")
+    if "escalation" in out:
+        click.echo(f"cloud: {out['escalation']['reason']}")
+
+
 @bench.command("router")
 @home_option
 @click.option("--queries", default=200, show_default=True, help="single queries to time")

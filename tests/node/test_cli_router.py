@@ -128,3 +128,16 @@ async def test_terminal_confirmation_shows_the_payload_and_refuses_without_a_tty
     assert await confirm_on_terminal(preview) is False  # pytest's stdin is not a terminal
     err = capsys.readouterr().err
     assert "write to [EMAIL_1]" in err and "123 bytes" in err and "EMAIL=1" in err
+
+
+def test_router_route_uses_the_installed_builtin_skills(tmp_path: Path) -> None:
+    out = run("router", "route", "what is 17 times 23", "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["route"] == "calculator" and "calculator" in data["skills"]
+    assert (tmp_path / "cache" / "router-head.npz").is_file()  # reused on the next call
+    general = json.loads(
+        run("router", "route", "who painted the mona lisa", "--json", home=tmp_path).stdout
+    )
+    assert general["route"] == "local-llm"
+    assert general["escalation"]["escalate"] is False  # cloud is off until configured
