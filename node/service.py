@@ -123,7 +123,10 @@ class NodeService:
             try:
                 metrics_addr = await nursery.start(
                     partial(
-                        serve_api, metrics.app(), settings["metrics.listen"], shutdown=http_shutdown
+                        serve_api,
+                        metrics.app(check_host=_is_loopback_listen(settings["metrics.listen"])),
+                        settings["metrics.listen"],
+                        shutdown=http_shutdown,
                     )
                 )
             except NetworkError as exc:
@@ -150,3 +153,10 @@ class NodeService:
             with trio.move_on_after(SHUTDOWN_GRACE_S):
                 await p2p.stop(timeout=SHUTDOWN_GRACE_S)
             nursery.cancel_scope.cancel()
+
+
+def _is_loopback_listen(listen: str) -> bool:
+    """True when HOST:PORT binds a loopback address (the default for metrics)."""
+    from bitterbot.node.api import host_is_loopback
+
+    return host_is_loopback(listen.rpartition(":")[0])
