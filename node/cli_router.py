@@ -36,6 +36,28 @@ def _read_json(path: Path) -> Any:
         ) from exc
 
 
+def installed_router(cli_ctx: CliContext) -> Any:
+    """A :class:`~bitterbot.agent.router.Router` over this home's installed skills, its
+    head cached in ``<home>/cache/router-head.npz`` (for ``router route`` and ``ask``)."""
+    from bitterbot.agent.router import Router
+    from bitterbot.node.skills_store import open_manager
+    from bitterbot.node.store import Store
+
+    home = cli_ctx.home.ensure()
+    store = Store(home.db_path)
+    try:
+        manager = open_manager(home.path, store, cli_ctx.settings())
+        try:
+            intents = manager.intents()
+        finally:
+            manager.close()
+    finally:
+        store.close()
+    router = Router(_encoder(cli_ctx))
+    router.set_skills(intents, head_cache=home.path / "cache" / "router-head.npz")
+    return router
+
+
 @click.group("router")
 def router_group() -> None:
     """The intent router: which skill, the local model, or the cloud."""
@@ -90,22 +112,9 @@ def router_eval(
 def router_route(cli_ctx: CliContext, text: str, as_json: bool) -> None:
     """Where TEXT would go with the installed skills, and why (runs nothing, sends nothing)."""
     from bitterbot.agent.escalation import Escalation
-    from bitterbot.agent.router import LOCAL_LLM, Router
-    from bitterbot.node.skills_store import open_manager
-    from bitterbot.node.store import Store
+    from bitterbot.agent.router import LOCAL_LLM
 
-    home = cli_ctx.home.ensure()
-    store = Store(home.db_path)
-    try:
-        manager = open_manager(home.path, store, cli_ctx.settings())
-        try:
-            intents = manager.intents()
-        finally:
-            manager.close()
-    finally:
-        store.close()
-    router = Router(_encoder(cli_ctx))
-    router.set_skills(intents, head_cache=home.path / "cache" / "router-head.npz")
+    router = installed_router(cli_ctx)
     decision = router.route(text)
     out: dict[str, Any] = {
         "route": decision.route,
