@@ -80,6 +80,13 @@ def resolve_model(name: str, settings: Mapping[str, Any], home: Path | None = No
         )
     kind, sep, rest = name.partition(":")
     load_builtin_backends()
+    if sep and kind == "cloud":
+        # the cloud is reached only through the orchestrator: escalation policy, budget,
+        # privacy gate and audit log; never as the "local" model
+        raise ModelNotFoundError(
+            f"{name!r} cannot be the agent's model: cloud models are used only by escalation",
+            hint="set cloud.url, cloud.model and cloud.policy instead (see bitterbot config show)",
+        )
     if sep and kind in registered_backends() and rest:
         source = f"ollama server at {settings.get('ollama.url', '?')}" if kind == "ollama" else kind
         return ModelSpec(name, kind, rest, source)

@@ -272,3 +272,11 @@ async def test_unreachable_ollama_names_the_url_and_the_fix() -> None:
     assert "ollama serve" in (err.value.hint or "")
     with pytest.raises(OllamaUnreachableError):
         await backend.load()
+
+
+def test_a_cloud_model_cannot_bypass_the_privacy_gate_as_the_local_model() -> None:
+    from bitterbot.agent.models import resolve_model
+    from bitterbot.protocol.errors import ModelError
+
+    with pytest.raises(ModelError, match="only by escalation"):
+        resolve_model("cloud:gpt-4o-mini", {})
