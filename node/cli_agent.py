@@ -47,7 +47,11 @@ def ask_in_process(
         ctx = NodeContext(runtime.settings, home, store, home.identity())
         ctx.agent = runtime
         try:
-            return await AgentPipeline(ctx).ask(question, max_tokens=max_tokens)
+            from bitterbot.node.cli_router import confirm_on_terminal
+
+            return await AgentPipeline(ctx).ask(
+                question, max_tokens=max_tokens, confirm=confirm_on_terminal
+            )
         finally:
             await runtime.aclose()
             if ctx.skills is not None:
@@ -105,6 +109,8 @@ def ask_question(
     import httpx
 
     home = cli_ctx.home
+    if cli_ctx.settings()["cloud.policy"] == "ask" and sys.stdin.isatty():
+        local = True  # only this process can show what would be sent and ask you
     running = None if local or not home.path.exists() else home.read_running()
     if running and "api" in running:
         try:

@@ -108,7 +108,12 @@ class AgentPipeline:
 
     # --- asking -------------------------------------------------------------------------
     async def ask(
-        self, question: str, *, model: str | None = None, max_tokens: int | None = None
+        self,
+        question: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        confirm: Any = None,
     ) -> dict[str, Any]:
         """One request through router, skills, local model, escalation and privacy gate."""
         from bitterbot.agent.orchestrator import Orchestrator
@@ -126,6 +131,7 @@ class AgentPipeline:
             audit=log,
             ledger=log,
             on_decision=log.record_decision,
+            confirm=confirm,  # policy "ask": None (an API caller) means "do not send"
         )
         orch.system_prompt = runtime.system_prompt or None
         orch.options = runtime.options(max_tokens=max_tokens)
