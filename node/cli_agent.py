@@ -63,40 +63,6 @@ def ask_in_process(
         store.close()
 
 
-def ask_running_node(
-    running: dict[str, Any], token: str, question: str, model: str | None, max_tokens: int | None
-) -> dict[str, Any]:
-    import httpx
-
-    body: dict[str, Any] = {"question": question}
-    if model:
-        body["model"] = model
-    if max_tokens:
-        body["max_tokens"] = max_tokens
-    response = httpx.post(
-        f"http://{running['api']}/v1/agent/ask",
-        json=body,
-        headers={"Authorization": f"Bearer {token}", "Host": "127.0.0.1"},
-        timeout=httpx.Timeout(ASK_TIMEOUT_S, connect=5.0),
-    )
-    try:
-        data = response.json()
-    except ValueError as exc:
-        raise ModelError(
-            f"the node answered {response.status_code} without JSON", hint="see the node's log"
-        ) from exc
-    if response.status_code != 200:
-        error = data.get("error", {}) if isinstance(data, dict) else {}
-        raise BitterbotError(
-            str(error.get("message", f"the node answered {response.status_code}")),
-            hint=error.get("hint"),
-            code=str(error.get("code", "node_error")),
-        )
-    if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
-        raise ModelError("the node's answer has an unexpected shape", hint="upgrade the node")
-    return data
-
-
 def ask_question(
     cli_ctx: CliContext,
     question: str,
@@ -106,19 +72,23 @@ def ask_question(
     local: bool = False,
 ) -> dict[str, Any]:
     """The ``bitterbot ask`` core: through the running node if any, else in this process."""
-    import httpx
+    from bitterbot.node.client import NodeUnreachable, call_node, running_api
 
-    home = cli_ctx.home
     if cli_ctx.settings()["cloud.policy"] == "ask" and sys.stdin.isatty():
         local = True  # only this process can show what would be sent and ask you
-    running = None if local or not home.path.exists() else home.read_running()
-    if running and "api" in running:
+    if not local and running_api(cli_ctx.home_path) is not None:
+        body: dict[str, Any] = {"question": question}
+        if model:
+            body["model"] = model
+        if max_tokens:
+            body["max_tokens"] = max_tokens
         try:
-            return ask_running_node(
-                running, home.api_token(create=False), question, model, max_tokens
+            answer: dict[str, Any] = call_node(
+                cli_ctx.home_path, "POST", "/v1/agent/ask", body, timeout=ASK_TIMEOUT_S
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            stderr(f"(the node's API at {running['api']} does not answer; running locally)")
+            return answer
+        except NodeUnreachable as exc:
+            stderr(f"({exc.message}; running locally)")
         except BitterbotError as exc:
             if exc.code != "agent_not_running":
                 raise

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json
-from bitterbot.protocol.errors import BitterbotError, NetworkError, ValidationError
+from bitterbot.protocol.errors import ValidationError
 
 
 def open_index(cli_ctx: CliContext) -> Any:
@@ -227,11 +227,7 @@ def docs_ask(
     """Answer QUESTION from your documents, citing file and page or lines.
 
     Goes through the running node's API when one is up (its model is already loaded)."""
-    home = cli_ctx.home
-    running = None if local or not home.path.exists() else home.read_running()
-    result = None
-    if running and "api" in running:
-        result = ask_running_node(running, home.api_token(create=False), question, model, no_model)
+    result = None if local else ask_running_node(cli_ctx, question, model, no_model)
     if result is None:
         result = ask_in_process(cli_ctx, question, model, no_model)
     if as_json:
@@ -275,39 +271,23 @@ def ask_in_process(
 
 
 def ask_running_node(
-    running: dict[str, Any], token: str, question: str, model: str | None, no_model: bool
+    cli_ctx: CliContext, question: str, model: str | None, no_model: bool
 ) -> dict[str, Any] | None:
-    """``POST /v1/docs/ask`` on the running node; None when its API does not answer."""
-    import httpx
+    """``POST /v1/docs/ask`` on the running node; None when no node answers."""
+    from bitterbot.node.client import NodeUnreachable, call_node, running_api
 
+    if running_api(cli_ctx.home_path) is None:
+        return None
     body: dict[str, Any] = {"question": question, "extractive": no_model}
     if model:
         body["model"] = model
     try:
-        response = httpx.post(
-            f"http://{running['api']}/v1/docs/ask",
-            json=body,
-            headers={"Authorization": f"Bearer {token}", "Host": "127.0.0.1"},
-            timeout=httpx.Timeout(600.0, connect=5.0),
+        data: dict[str, Any] = call_node(
+            cli_ctx.home_path, "POST", "/v1/docs/ask", body, timeout=600.0
         )
-    except (httpx.ConnectError, httpx.ConnectTimeout):
-        click.echo(f"(the node's API at {running['api']} does not answer; running here)", err=True)
+    except NodeUnreachable as exc:
+        click.echo(f"({exc.message}; running here)", err=True)
         return None
-    try:
-        data = response.json()
-    except ValueError as exc:
-        raise NetworkError(
-            f"the node answered {response.status_code} without JSON", hint="see the node's log"
-        ) from exc
-    if response.status_code != 200:
-        error = data.get("error", {}) if isinstance(data, dict) else {}
-        raise BitterbotError(
-            str(error.get("message", f"the node answered {response.status_code}")),
-            hint=error.get("hint"),
-            code=str(error.get("code", "node_error")),
-        )
-    if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
-        raise NetworkError("the node's answer has an unexpected shape", hint="upgrade the node")
     return data
 
 

@@ -9,6 +9,12 @@ from bitterbot.node.home import Home
 from bitterbot.protocol.errors import BitterbotError, HomeError, NetworkError
 
 
+class NodeUnreachable(NetworkError):
+    """The home names a running node, but its API does not accept connections."""
+
+    code = "node_unreachable"
+
+
 def running_api(home_path: Path) -> tuple[str, str] | None:
     """``(address, token)`` of the node running on ``home_path``, or None."""
     home = Home(home_path)
@@ -37,8 +43,17 @@ def call_node(
     headers = {"Authorization": f"Bearer {token}", "Host": "127.0.0.1"}
     try:
         resp = httpx.request(
-            method, f"http://{address}{route}", json=body, headers=headers, timeout=timeout
+            method,
+            f"http://{address}{route}",
+            json=body,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
         )
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise NodeUnreachable(
+            f"the node's API at {address} does not answer",
+            hint="the node may be starting or gone; check its output",
+        ) from exc
     except httpx.HTTPError as exc:
         raise NetworkError(
             f"the node's API at {address} does not answer: {exc}",
