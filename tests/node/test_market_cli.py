@@ -57,6 +57,26 @@ def start_node(home: Path, *extra: str) -> tuple[subprocess.Popen[str], dict]:
     raise AssertionError("node did not start")
 
 
+def start_developer_and_user(tmp_path: Path, procs: list) -> tuple[Path, Path, dict]:
+    """A developer's node, and a user's node that knows only the developer as its seed."""
+    dev_home, user_home = tmp_path / "dev", tmp_path / "user"
+    dev, dev_info = start_node(dev_home)
+    procs.append(dev)
+    seed = next(a for a in dev_info["listen_addrs"] if a.startswith("/ip4/127.0.0.1/"))
+    user, _ = start_node(user_home, "--seed", seed)
+    procs.append(user)
+    return dev_home, user_home, dev_info
+
+
+def calculator_named(tmp_path: Path, name: str) -> Path:
+    """A copy of the built-in calculator skill folder under another name."""
+    folder = tmp_path / name
+    shutil.copytree(CALC, folder, ignore=shutil.ignore_patterns("src"))
+    skill_md = (folder / "SKILL.md").read_text().replace("name: calculator", f"name: {name}")
+    (folder / "SKILL.md").write_text(skill_md)
+    return folder
+
+
 @pytest.fixture
 def procs():
     started: list[subprocess.Popen[str]] = []
@@ -70,17 +90,8 @@ def procs():
 
 
 def test_publish_search_install_run_from_the_command_line(tmp_path: Path, procs) -> None:
-    dev_home, user_home = tmp_path / "dev", tmp_path / "user"
-    dev, dev_info = start_node(dev_home)
-    procs.append(dev)
-    seed = next(a for a in dev_info["listen_addrs"] if a.startswith("/ip4/127.0.0.1/"))
-    user, _ = start_node(user_home, "--seed", seed)
-    procs.append(user)
-
-    folder = tmp_path / "unit-calc"
-    shutil.copytree(CALC, folder, ignore=shutil.ignore_patterns("src"))
-    skill_md = (folder / "SKILL.md").read_text().replace("name: calculator", "name: unit-calc")
-    (folder / "SKILL.md").write_text(skill_md)
+    dev_home, user_home, dev_info = start_developer_and_user(tmp_path, procs)
+    folder = calculator_named(tmp_path, "unit-calc")
 
     out = cli(dev_home, "skill", "publish", str(folder), "--node-key", "--json")
     assert out.returncode == 0, out.stderr
@@ -146,17 +157,8 @@ def test_a_paid_skill_is_bought_over_a_channel_and_runs_only_with_a_license(
 ) -> None:
     # one machine, one TEST MONEY ledger shared by both nodes
     monkeypatch.setitem(SHARED, "BITTERBOT_PAY_LEDGER_PATH", str(tmp_path / "ledger"))
-    dev_home, user_home = tmp_path / "dev", tmp_path / "user"
-    dev, dev_info = start_node(dev_home)
-    procs.append(dev)
-    seed = next(a for a in dev_info["listen_addrs"] if a.startswith("/ip4/127.0.0.1/"))
-    user, _ = start_node(user_home, "--seed", seed)
-    procs.append(user)
-
-    folder = tmp_path / "paid-calc"
-    shutil.copytree(CALC, folder, ignore=shutil.ignore_patterns("src"))
-    skill_md = (folder / "SKILL.md").read_text().replace("name: calculator", "name: paid-calc")
-    (folder / "SKILL.md").write_text(skill_md)
+    dev_home, user_home, dev_info = start_developer_and_user(tmp_path, procs)
+    folder = calculator_named(tmp_path, "paid-calc")
     out = cli(dev_home, "skill", "publish", str(folder), "--price", "250", "--node-key", "--json")
     assert out.returncode == 0, out.stderr
     published = json.loads(out.stdout)
