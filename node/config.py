@@ -77,6 +77,9 @@ SETTINGS: list[Setting] = [
     ),
     Setting("node.max_peers", 64, "connections kept open at most", _as_int),
     Setting(
+        "node.dht_query_timeout_s", 3, "seconds a DHT lookup waits for one peer's answer", _as_int
+    ),
+    Setting(
         "api.listen", "127.0.0.1:8765", "local HTTP API address (token required)", _as_hostport
     ),
     Setting("metrics.listen", "127.0.0.1:9464", "Prometheus metrics address", _as_hostport),

@@ -82,6 +82,9 @@ class P2PConfig:
     refresh_interval_s: float = 30.0
     max_value_bytes: int = MAX_VALUE_BYTES
     max_gossip_bytes: int = MAX_GOSSIP_BYTES
+    # py-libp2p waits for a whole batch of 10 peers, each up to a hard-coded 10 s, before a
+    # lookup moves on: one stalled peer stalls every lookup that asks it.
+    query_timeout_s: float = 3.0
 
 
 class P2PHost(DhtMixin, GossipMixin):
@@ -179,6 +182,7 @@ class P2PHost(DhtMixin, GossipMixin):
                 logger.debug("closing the host: %r", exc)
 
     def _build(self) -> None:
+        set_query_timeout(self.config.query_timeout_s)
         from libp2p import new_host
         from libp2p.crypto.x25519 import create_new_key_pair as new_x25519
         from libp2p.custom_types import TProtocol
@@ -530,3 +534,12 @@ def _silence_libp2p() -> None:
     """py-libp2p logs tracebacks while tearing down connections; users never see them."""
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("libp2p").setLevel(logging.CRITICAL + 1)
+
+
+def set_query_timeout(seconds: float) -> None:
+    """Set py-libp2p's per-peer Kademlia query timeout (process-wide: a module constant it
+    imports by name into three modules)."""
+    from libp2p.kad_dht import kad_dht, peer_routing, provider_store
+
+    for module in (kad_dht, peer_routing, provider_store):
+        module.QUERY_TIMEOUT = seconds  # type: ignore[attr-defined]

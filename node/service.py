@@ -107,6 +107,7 @@ class NodeService:
                 listen=list(settings["node.listen"]),
                 seeds=list(settings["node.seeds"]),
                 max_peers=int(settings["node.max_peers"]),
+                query_timeout_s=float(settings["node.dht_query_timeout_s"]),
             ),
             store=ctx.store,
             observer=metrics.observe_query,
