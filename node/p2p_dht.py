@@ -24,6 +24,10 @@ MAX_KEY_BYTES = 64  # provider keys (we announce 32-byte hashes)
 VALUE_QUERY_TIMEOUT_S = 5.0
 
 
+FAST_LOOKUP_PEERS = 8  # closest known peers asked at once before a full lookup
+FAST_LOOKUP_GRACE_S = 0.2  # after the first provider answers, wait this long for more
+
+
 class DhtMixin:
     _dht: Any
     _host: Any
@@ -78,9 +82,7 @@ class DhtMixin:
     async def find_providers(self, key: bytes, count: int = 20) -> list[PeerAddr]:
         """Peers providing ``key`` (at most ``count``; ``count=1`` returns at the first)."""
         check_key(key)
-        infos = await self._query(
-            "find_providers", self._dht.provider_store.find_providers(key, count)
-        )
+        infos = await self._query("find_providers", self._find_providers(key, count))
         out = []
         for info in infos[:count]:
             addrs = tuple(str(a) for a in info.addrs)
@@ -88,6 +90,60 @@ class DhtMixin:
                 self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
             out.append(PeerAddr(info.peer_id.to_base58(), addrs))
         return out
+
+    async def _find_providers(self, key: bytes, count: int) -> list[Any]:
+        """Ask the closest peers this node already knows first, then the whole network.
+
+        Providers are stored at the peers closest to the key, which a joined node usually
+        has in its routing table (dialable). Asking them in parallel and returning once
+        providers answer (plus a short grace for more) avoids py-libp2p's full lookup,
+        which first walks FIND_NODE and then waits for whole batches of ten peers. Only
+        when none of them knows a provider does the full lookup run.
+        """
+        store = self._dht.provider_store
+        local = store.get_providers(key)
+        if local:
+            return list(local[:count])
+        nearby = self._dht.routing_table.find_local_closest_peers(key, FAST_LOOKUP_PEERS)
+        found: dict[Any, Any] = {}
+        first = trio.Event()
+
+        async def ask(peer: Any, nursery: trio.Nursery) -> None:
+            with trio.move_on_after(self.config.query_timeout_s):
+                try:
+                    providers, _closer = await store._get_providers_from_peer_with_closers(
+                        peer, key
+                    )
+                except Exception as exc:  # noqa: BLE001 - one peer's failure is not the lookup's
+                    if not is_libp2p_error(exc) and not isinstance(exc, OSError):
+                        raise
+                    return
+                for info in providers or []:
+                    store.add_provider(key, info)
+                    found.setdefault(info.peer_id, info)
+                if found:
+                    first.set()
+                if len(found) >= count:
+                    nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as outer:
+
+            async def ask_all() -> None:
+                async with trio.open_nursery() as nursery:
+                    for peer in nearby:
+                        nursery.start_soon(ask, peer, nursery)
+                outer.cancel_scope.cancel()  # every peer answered or timed out
+
+            async def grace() -> None:
+                await first.wait()
+                await trio.sleep(FAST_LOOKUP_GRACE_S)  # more providers, briefly
+                outer.cancel_scope.cancel()
+
+            outer.start_soon(ask_all)
+            outer.start_soon(grace)
+        if found:
+            return list(found.values())[:count]
+        return list(await store.find_providers(key, count))
 
     async def put_value(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key`` (``/<namespace>/...``) locally and at the closest peers."""
