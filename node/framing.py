@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import trio
 
 from bitterbot.protocol import codec
+from bitterbot.protocol.codec import encode_uvarint as encode_varint
 from bitterbot.protocol.errors import DecodeError, NetworkError, TooLargeError
 
 DEFAULT_MAX_FRAME = 1024 * 1024
@@ -43,20 +44,6 @@ class FrameTimeout(NetworkError):
 
 class StreamClosed(NetworkError):
     code = "stream_closed"
-
-
-def encode_varint(n: int) -> bytes:
-    if n < 0:
-        raise ValueError("varint must be non-negative")
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def frame(data: bytes) -> bytes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -200,7 +199,3 @@ async def start_skills(ctx: NodeContext, nursery: trio.Nursery) -> None:
 
     if ctx.settings["agent.preload"]:
         nursery.start_soon(warm)
-
-
-def cache_dir(home_path: Path) -> Path:
-    return Path(home_path) / "cache"

@@ -79,6 +79,21 @@ def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Any:
     return obj
 
 
+def encode_uvarint(n: int) -> bytes:
+    """Unsigned LEB128 (as in multiformats and libp2p length prefixes)."""
+    if n < 0:
+        raise ValueError("varint must be non-negative")
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
 def expect_map(obj: Any, what: str, required: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
     """Check that ``obj`` is a map with the ``required`` keys of the given types.
 

@@ -29,7 +29,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
-from .codec import decode, encode, expect_map
+from .codec import decode, encode, encode_uvarint, expect_map
 from .envelope import Envelope, from_obj, seal
 from .errors import DecodeError, SignatureError, TooLargeError, UnknownVersionError, ValidationError
 from .identity import Identity, encode_key
@@ -63,18 +63,6 @@ class Limits:
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _base32(data: bytes) -> str:
     bits, value, out = 0, 0, []
     for byte in data:
@@ -91,7 +79,13 @@ def _base32(data: bytes) -> str:
 def content_id(data: bytes) -> str:
     """CIDv1, raw codec, sha2-256 multihash, multibase base32 (``b`` prefix)."""
     digest = hashlib.sha256(data).digest()
-    cid = _varint(1) + _varint(0x55) + _varint(0x12) + _varint(len(digest)) + digest
+    cid = (
+        encode_uvarint(1)
+        + encode_uvarint(0x55)
+        + encode_uvarint(0x12)
+        + encode_uvarint(len(digest))
+        + digest
+    )
     return "b" + _base32(cid)
 
 
