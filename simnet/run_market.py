@@ -1,14 +1,21 @@
 """The skill market across the network: publish, search, install, run; altered bytes refused.
 
-Cast: ``publishers`` nodes after the seeds each publish a calculator skill
-(``calc-<n>``, tag ``math``); the last ``altering_providers`` nodes fetch every skill
-honestly and then serve it with one byte flipped; ``buyers`` nodes search each skill by
-name and by tag, then install it trying the altering providers *first*, verify, install
-through the skills manager and run it (``6 * 7`` must give 42), and seed it. Finally the
-first publisher is killed and one more node installs its skill from the seeders.
+Cast: ``publishers`` nodes after the seeds each publish a free calculator skill
+(``calc-<n>``, tag ``math``), and the last of them also a paid one (``paid-calc-<n>`` at
+``paid_price``, sold by that node); the last ``altering_providers`` nodes fetch every free
+skill honestly and the paid skill's encrypted package (no license), then serve each with
+one byte flipped; ``buyers`` nodes search each skill by name and by tag, then install it
+trying the altering providers *first*, verify, install through the skills manager and run
+it (``6 * 7`` must give 42), and seed it. Finally the first publisher is killed and one
+more node installs its skill from the seeders.
 
-Paid purchases are not part of this scenario: it runs free skills only (the purchase flow
-over payment channels is covered by the payments tests and the cheaters scenario).
+The paid skill goes the way of ``bitterbot skill install NAME --max-price N`` on a real
+node, every node running market and payments on one shared TEST MONEY ledger: each buyer
+first tries with ``--max-price`` one below the price (refused, nothing paid), then buys
+over a payment channel to the seller, downloads the encrypted package (altering provider
+first), unlocks, installs and runs it, then buys again (a retry: must not pay twice). The
+seller's books must show exactly price x buyers. An altering provider holds the encrypted
+package and a decrypted copy leaked by a buyer, but no license: both uses must be refused.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "buyers": 3,
     "altering_providers": 1,
     "search_timeout_s": 20.0,
+    "paid_price": 250,
 }
 EXPRESSION, EXPECTED = "6 * 7", "= 42"
 
@@ -39,19 +47,26 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     n = scenario.nodes
     n_pub, n_buy, n_alt = (int(work[k]) for k in ("publishers", "buyers", "altering_providers"))
     n_seeds = int(net_cfg["seeds"])
+    price = int(work["paid_price"])
     if n_seeds + n_pub + n_buy + n_alt + 1 > n:
         raise ScenarioError(
             f"{n} nodes cannot hold {n_seeds} seeds, {n_pub} publishers, {n_buy} buyers, "
             f"{n_alt} altering providers and one late buyer",
             hint="raise --nodes",
         )
+    if n_pub < 1 or n_buy < 1 or price < 1:
+        raise ScenarioError(
+            "the market scenario needs a publisher, a buyer and a paid_price of at least 1",
+            hint="set publishers, buyers and paid_price in [workload]",
+        )
     publishers = list(range(n_seeds, n_seeds + n_pub))
     alterers = list(range(n - n_alt, n))
     buyers = list(range(n_seeds + n_pub, n_seeds + n_pub + n_buy))
     late_buyer = n_seeds + n_pub + n_buy
-    options = {"market": True}
+    seller = publishers[-1]
+    options = {"market": True, "payments": True, "ledger_path": str(run_dir / "ledger")}
     network = SimNetwork.from_section(net_cfg, run_dir, scenario.seed, options)
-    network.node_options_for = {i: {"market": True, "market_altering": True} for i in alterers}
+    network.node_options_for = {i: {"market_altering": True} for i in alterers}
     timeout = float(work["search_timeout_s"])
 
     async with network.running() as net:
@@ -63,6 +78,10 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             got = await net.call(p, "market_publish", timeout_s=120, name=f"calc-{p}")
             published[got["name"]] = got["package_id"]
             publish_ms.append(got["ms"])
+        paid = await net.call(
+            seller, "market_publish", timeout_s=120, name=f"paid-calc-{seller}", price=price
+        )
+        paid["seller_peer"] = net.nodes[seller].peer_id
 
         searches: list[dict[str, Any]] = []
 
@@ -79,6 +98,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             found = want <= {o["name"] for o in last.get("offers", [])}
             return {
                 "found": found,
+                "offers": last.get("offers", []),
                 "first_try_ms": last.get("ms"),
                 "until_found_s": trio.current_time() - started if found else None,
             }
@@ -87,9 +107,12 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             for name in published:
                 await search_until_found(a, name=name)
                 await net.call(a, "market_seed_copy", timeout_s=120, name=name)
+            await search_until_found(a, name=paid["name"])
+            await net.call(a, "market_seed_paid_blob", timeout_s=120, name=paid["name"])
         bad_peers = [net.nodes[a].peer_id for a in alterers]
 
         installs: list[dict[str, Any]] = []
+        purchases: list[dict[str, Any]] = []
 
         async def buyer(b: int) -> None:
             for name in published:
@@ -97,10 +120,28 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             searches.append({"by": "tag", **await search_until_found(b, tag="math")})
             for name in published:
                 installs.append(await _install(net, b, name, bad_peers, published))
+            purchases.append(await _buy(net, b, paid, bad_peers, search_until_found))
 
         async with trio.open_nursery() as nursery:
             for b in buyers:
                 nursery.start_soon(buyer, b)
+
+        # the seller's books and what each buyer paid it, then a node without a license
+        books = await net.call(seller, "sales")
+        received = await net.call(seller, "received")
+        buyer_peers = {net.nodes[b].peer_id for b in buyers}
+        paid_by = {b: await net.call(b, "paid_to", peer=paid["seller_peer"]) for b in buyers}
+        leaked = next((p["path"] for p in purchases if p["ok"]), None)
+        unlicensed: list[dict[str, Any]] = []
+        if alterers and leaked is not None:
+            unlicensed = await net.call(
+                alterers[0],
+                "market_run_unlicensed",
+                timeout_s=120,
+                name=paid["name"],
+                leaked_path=leaked,
+                expression=EXPRESSION,
+            )
 
         # the publisher goes away; its skill must still install from the seeding buyers
         lost = f"calc-{publishers[0]}"
@@ -115,7 +156,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     tag_found = [s for s in searches if s["by"] == "tag"]
     metrics: dict[str, Any] = {
         "nodes": n,
-        "packages_published": len(published),
+        "packages_published": len(published) + 1,
         "publish_latency_p50_ms": rounded(percentile(publish_ms, 50)),
         "search_by_name_success_rate": rounded(
             rate(sum(s["found"] for s in name_found), len(name_found)), 4
@@ -139,18 +180,125 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "install_latency_p50_ms": rounded(percentile([i["total_ms"] for i in ok], 50)),
         "install_latency_p95_ms": rounded(percentile([i["total_ms"] for i in ok], 95)),
         "install_after_publisher_loss": bool(after_loss["ok"] and after_loss["ran_ok"]),
+        **_paid_metrics(price, purchases, books, received, buyer_peers, paid_by, unlicensed),
     }
     notes = [
-        "Free skills only: paid purchase across the network is not part of this scenario.",
         *[
             f"install failed: node {i['node']} {i['name']}: {i['error']}"
             for i in installs
             if not i["ok"]
         ][:10],
+        *[f"paid install failed: node {p['node']}: {p['error']}" for p in purchases if not p["ok"]],
     ]
     if not after_loss["ok"]:
         notes.append(f"install after publisher loss failed: {after_loss['error']}")
     return RunResult(metrics=metrics, events=events, notes=notes)
+
+
+async def _buy(
+    net: SimNetwork,
+    node: int,
+    paid: dict[str, Any],
+    bad_peers: list[str],
+    search_until_found: Any,
+) -> dict[str, Any]:
+    """One buyer and the paid skill: search it, ask below the price, buy, run, buy again."""
+    name, price = paid["name"], int(paid["price"])
+    found = await search_until_found(node, name=name)
+    offer = next((o for o in found["offers"] if o["name"] == name), {})
+    shown = offer.get("price") == price and offer.get("seller") == paid["seller_peer"]
+    low = await net.call(
+        node,
+        "market_buy_install",
+        timeout_s=180,
+        name=name,
+        max_price=price - 1,
+        first_providers=bad_peers,
+        expression=EXPRESSION,
+    )
+    got = await net.call(
+        node,
+        "market_buy_install",
+        timeout_s=300,
+        name=name,
+        max_price=price,
+        first_providers=bad_peers,
+        expression=EXPRESSION,
+    )
+    out: dict[str, Any] = {
+        "node": node,
+        "found": found["found"],
+        "offer_shown": shown,
+        "low_refused": not low["ok"] and low.get("code") == "price_not_accepted",
+        "low_paid": low["paid"],  # must be 0: refused before anything is paid
+        "ok": got["ok"],
+        "error": got.get("error", ""),
+        "paid": got["paid"],
+        "total_ms": got["total_ms"],
+    }
+    if not got["ok"]:
+        return out
+    again = await net.call(node, "market_buy_again", timeout_s=180, name=name, max_price=price)
+    refused_first = got.get("refused_first") or {}
+    out.update(
+        path=got["path"],
+        ran_ok=got["output"].endswith(EXPECTED),
+        altered=got["installed_id"] != paid["plain_id"],
+        altered_refused=all(refused_first.get(p, False) for p in bad_peers),
+        again_paid=again["paid"],
+        again_licensed=again["licensed"],
+    )
+    return out
+
+
+def _paid_metrics(
+    price: int,
+    purchases: list[dict[str, Any]],
+    books: dict[str, int],
+    received: dict[str, int],
+    buyer_peers: set[str],
+    paid_by: dict[int, int],
+    unlicensed: list[dict[str, Any]],
+) -> dict[str, Any]:
+    ok = [p for p in purchases if p["ok"]]
+    expected = price * len(ok)
+    got = sum(v for peer, v in received.items() if peer in buyer_peers)
+    # what each buyer paid the seller in all, beyond the one price of the licence it got
+    licensed = {p["node"] for p in ok}
+    over = sum(
+        max(0, total - (price if node in licensed else 0)) for node, total in paid_by.items()
+    )
+    return {
+        "paid_price": price,
+        "paid_offer_shows_price_and_seller_rate": rounded(
+            rate(sum(p["offer_shown"] for p in purchases), len(purchases)), 4
+        ),
+        "paid_under_max_price_refused_rate": rounded(
+            rate(sum(p["low_refused"] and p["low_paid"] == 0 for p in purchases), len(purchases)),
+            4,
+        ),
+        "paid_installs_attempted": len(purchases),
+        "paid_install_success_rate": rounded(rate(len(ok), len(purchases)), 4),
+        "paid_skill_runs_correct": sum(1 for p in ok if p["ran_ok"]),
+        "paid_altered_installed": sum(1 for p in ok if p["altered"]),
+        "paid_altered_bytes_refused_rate": rounded(
+            rate(sum(p["altered_refused"] for p in ok), len(ok)), 4
+        ),
+        "paid_overpayments": over,
+        "paid_repeat_buys_charged": sum(1 for p in ok if p["again_paid"] > 0),
+        "paid_install_latency_p50_ms": rounded(percentile([p["total_ms"] for p in ok], 50)),
+        "seller_revenue_expected": expected,
+        "seller_revenue_received": got,
+        "seller_licenses_sold": books["licenses"],
+        "seller_books_mismatch": abs(got - expected) + abs(books["amount"] - expected),
+        "unlicensed_uses_attempted": len(unlicensed),
+        # refused for the right reason: no licence (not some other failure)
+        "unlicensed_runs_refused_rate": rounded(
+            rate(sum(u.get("code") == "license_missing" for u in unlicensed), len(unlicensed)),
+            4,
+        ),
+        "unlicensed_refusal_codes": {u["attempt"]: u.get("code", "") for u in unlicensed},
+    }
 
 
 async def _install(

@@ -1,21 +1,22 @@
 """Payment actions of a simnet node (node/payments.py on the node's P2PHost).
 
-Every node of a run opens the same test-money ledger folder (LMDB is safe across processes,
+Payments start through the real node starter on the node's shared context (see
+:func:`bitterbot.simnet.simnode_market.shared_context`), with ``pay.ledger_path`` pointing
+every node of a run at the same test-money ledger folder (LMDB is safe across processes,
 and nodes in one worker share one handle), so deposits locked by a payer in one worker are
-visible to a payee in another. TEST MONEY only.
+visible to a payee in another. Each node gets its start grant of TEST MONEY once.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import trio
 
 from bitterbot.protocol.errors import PaymentError, ValidationError
+from bitterbot.simnet.simnode_market import shared_context
 
-GRANT = 1_000_000
 MAX_AMOUNT = 1_000_000
 
 
@@ -24,21 +25,13 @@ class PayActions:
     p2p: Any
 
     async def start_payments(self, nursery: trio.Nursery, store: Any, identity: Any) -> None:
-        from bitterbot.node.ledger_backend import LedgerBackend
-        from bitterbot.node.payments import Payments
+        """Start payments as a real node does (:func:`bitterbot.node.payments.start_payments`)
+        on the context the node's market shares, so the market sells and buys through them."""
+        from bitterbot.node.payments import start_payments
 
-        backend = LedgerBackend.open(Path(str(self.options["ledger_path"])))  # type: ignore[attr-defined]
-        self.pay = Payments(identity, store, backend, p2p=self.p2p, default_capacity=100_000)
-        if backend.balance_sync(identity.public_key) == 0:
-            await backend.faucet(identity.public_key, GRANT)
-
-        async def serve(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                await self.pay.run(task_status=task_status)
-            finally:
-                backend.shutdown()
-
-        await nursery.start(serve)
+        ctx = shared_context(self, store, identity)
+        await start_payments(ctx, nursery)
+        self.pay = ctx.payments
 
     def _need_pay(self) -> Any:
         if getattr(self, "pay", None) is None:
@@ -78,6 +71,23 @@ class PayActions:
             if row["role"] != "payer":
                 out[row["peer"]] = out.get(row["peer"], 0) + int(row["paid"])
         return out
+
+    async def action_paid_to(self, peer: str) -> int:
+        """What this node has paid ``peer`` in total, over every channel it opened to it."""
+        return sum(
+            int(row["paid"])
+            for row in self._need_pay().channels()
+            if row["role"] == "payer" and row["peer"] == str(peer)
+        )
+
+    async def action_sales(self) -> dict[str, int]:
+        """The seller's books: licenses sold and their total amount (``pay.sold`` records)."""
+        from bitterbot.node.pay_core import SOLD
+
+        pay = self._need_pay()
+        with pay.store.read() as txn:
+            sold = [v for _, v in txn.items(SOLD) if "license" in v]
+        return {"licenses": len(sold), "amount": sum(int(v["amount"]) for v in sold)}
 
 
 def _ms(started: float) -> float:

@@ -132,7 +132,7 @@ rounds = 2
 
 
 @pytest.mark.slow
-async def test_market_installs_only_verified_packages_even_from_a_cheating_provider(tmp_path):
+async def test_market_installs_only_verified_packages_and_sells_a_paid_skill_once(tmp_path):
     scenario = _scenario(
         tmp_path,
         """
@@ -145,16 +145,33 @@ settle_s = 1.0
 publishers = 1
 buyers = 2
 altering_providers = 1
+paid_price = 300
 """,
     )
     m = (await run_scenario(scenario))["metrics"]
-    assert m["packages_published"] == 1
+    assert m["packages_published"] == 2  # one free, one paid
     assert m["search_by_name_success_rate"] == 1.0
     assert m["install_success_rate"] == 1.0
     assert m["altered_packages_installed"] == 0
     assert m["skill_runs_correct"] == 2
     assert m["altering_provider_penalized_rate"] == 1.0  # it was tried first, and dropped
     assert m["install_after_publisher_loss"] is True
+    # the paid skill: shown with price and seller, refused below the price, bought once
+    assert m["paid_offer_shows_price_and_seller_rate"] == 1.0
+    assert m["paid_under_max_price_refused_rate"] == 1.0
+    assert m["paid_install_success_rate"] == 1.0, m
+    assert m["paid_skill_runs_correct"] == 2
+    assert m["paid_altered_installed"] == 0
+    assert m["paid_altered_bytes_refused_rate"] == 1.0
+    assert m["paid_overpayments"] == 0
+    assert m["paid_repeat_buys_charged"] == 0
+    assert m["seller_revenue_expected"] == m["seller_revenue_received"] == 2 * 300
+    assert m["seller_licenses_sold"] == 2
+    assert m["seller_books_mismatch"] == 0
+    # the altering node holds the encrypted package and a leaked decrypted copy, no licence
+    assert m["unlicensed_uses_attempted"] == 2
+    assert m["unlicensed_runs_refused_rate"] == 1.0
+    assert m["unlicensed_refusal_codes"] == {"unlock": "license_missing", "run": "license_missing"}
 
 
 def test_cli_lists_scenarios_and_refuses_bad_ones_with_a_message():
