@@ -1,5 +1,9 @@
-"""deploy/: the netns testnet (really run when root), and checks that the shipped files agree
-with the code (settings, metrics, compose addresses, container build inputs)."""
+"""deploy/: the netns testnet (really run when root), systemd-analyze on the unit (when
+installed), and checks that the shipped files agree with the code (settings, metrics,
+compose addresses, container build inputs, the Grafana dashboard).
+
+The container image itself is built and run by deploy/verify-container.sh (podman, minutes
+of CPU), not here."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[1]
 DEPLOY = ROOT / "deploy"
 
 
@@ -74,24 +78,127 @@ def test_testnet_nodes_in_separate_namespaces_join_through_the_seed(tmp_path):
     assert "bbtn-" not in listed  # torn down
 
 
+def unit_directives(text: str) -> dict[str, list[str]]:
+    """Service-section directives of a unit file, every value of repeated keys in order."""
+    out: dict[str, list[str]] = {}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault(f"{section}.{key}" if section != "Service" else key, []).append(value)
+    return out
+
+
+UNIT = DEPLOY / "bitterbot.service"
+
+
 def test_systemd_unit_is_hardened():
-    unit = (DEPLOY / "bitterbot.service").read_text()
-    keys = dict(
-        line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#")
-    )
-    assert keys["User"] == "bitterbot"
+    keys = unit_directives(UNIT.read_text())
+    one = {k: v[-1] for k, v in keys.items()}
+    assert one["User"] == "bitterbot" and one["Group"] == "bitterbot"
     for key, value in {
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
         "PrivateTmp": "yes",
         "PrivateDevices": "yes",
-        "CapabilityBoundingSet": "",
+        "PrivateMounts": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes",
+        "ProtectKernelLogs": "yes",
+        "ProtectControlGroups": "yes",
+        "ProtectClock": "yes",
+        "ProtectHostname": "yes",
+        "ProtectProc": "invisible",
+        "ProcSubset": "pid",
+        "RestrictNamespaces": "yes",
+        "RestrictRealtime": "yes",
         "RestrictSUIDSGID": "yes",
+        "LockPersonality": "yes",
+        "RemoveIPC": "yes",
+        "CapabilityBoundingSet": "",
+        "AmbientCapabilities": "",
+        "SystemCallArchitectures": "native",
+        "UMask": "0077",
         "StateDirectoryMode": "0700",
     }.items():
-        assert keys.get(key) == value, key
-    assert "bitterbot node start" in keys["ExecStart"]
+        assert one.get(key) == value, f"{key}={one.get(key)!r}, want {value!r}"
+    # Only the socket families the node uses: IP for libp2p, UNIX for local IPC, NETLINK to
+    # list the interfaces that a 0.0.0.0 listen address is advertised as (getifaddrs).
+    assert set(one["RestrictAddressFamilies"].split()) == {
+        "AF_INET",
+        "AF_INET6",
+        "AF_UNIX",
+        "AF_NETLINK",
+    }
+    filters = keys["SystemCallFilter"]
+    assert "@system-service" in filters[0].split()
+    denied = {g for f in filters if f.startswith("~") for g in f[1:].split()}
+    assert {"@privileged", "@mount", "@module", "@raw-io", "@debug", "@reboot"} <= denied
+    assert "bitterbot node start" in one["ExecStart"]
+    assert one["ExecStart"].startswith("/")  # systemd requires an absolute path
+
+
+def _unit_with_existing_executables(tmp_path: Path) -> Path:
+    """The unit with /opt/bitterbot/bin/bitterbot pointed at this environment's bitterbot,
+    since `verify` checks that every Exec*= program exists."""
+    installed = Path(sys.executable).with_name("bitterbot")
+    if not installed.exists():
+        pytest.skip(f"no bitterbot script next to {sys.executable}")
+    text = UNIT.read_text().replace("/opt/bitterbot/bin/bitterbot", str(installed))
+    copy = tmp_path / "bitterbot.service"
+    copy.write_text(text)
+    return copy
+
+
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    unit = _unit_with_existing_executables(tmp_path)
+    out = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    # verify exits 0 on unknown keys and unparsable values, but names them on stderr.
+    assert out.returncode == 0 and out.stderr.strip() == "", out.stderr
+
+
+def test_systemd_analyze_verify_would_report_a_broken_directive(tmp_path):
+    """The test above can fail: a typo in a hardening value is reported."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    unit = _unit_with_existing_executables(tmp_path)
+    unit.write_text(unit.read_text().replace("ProtectSystem=strict", "ProtectSystem=strickt"))
+    out = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert "protect system" in out.stderr.lower()
+
+
+def test_systemd_analyze_security_rates_the_unit_ok(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    unit = _unit_with_existing_executables(tmp_path)
+    out = subprocess.run(
+        [analyze, "security", "--offline=yes", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "--offline" in out.stderr or "unrecognized option" in out.stderr:
+        pytest.skip("this systemd-analyze has no --offline (systemd < 250)")
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out.stdout)
+    assert match, out.stdout[-2000:] + out.stderr[-2000:]
+    # 0 is sealed, 10 is unprotected; 2.0 or less is what systemd calls OK. What remains is
+    # deliberate: a p2p node needs the network, and llama.cpp/wasmtime need W+X memory.
+    assert float(match.group(1)) <= 2.0, out.stdout
 
 
 def test_seed_config_is_valid_for_the_node(tmp_path):
