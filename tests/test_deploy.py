@@ -244,7 +244,15 @@ def test_containerfile_copies_only_files_that_exist():
     assert "GGML_NATIVE=OFF" in text and "USER bitterbot" in text
 
 
-def test_dashboard_queries_only_metrics_the_node_exports(tmp_path):
+DASHBOARD = DEPLOY / "grafana-dashboard.json"
+# Labels Prometheus itself adds to every scraped series, and the histogram bucket bound.
+SCRAPE_LABELS = {"job", "instance", "le"}
+
+
+@pytest.fixture(scope="module")
+def exported_series(tmp_path_factory) -> dict[str, set[str]]:
+    """Every series name a node's /metrics serves, with its label names (one DHT query
+    observed, so the counter and histogram have samples)."""
     from prometheus_client import generate_latest
 
     from bitterbot.node.config import load_settings
@@ -253,24 +261,104 @@ def test_dashboard_queries_only_metrics_the_node_exports(tmp_path):
     from bitterbot.node.metrics import NodeMetrics
     from bitterbot.node.store import Store
 
-    home = Home(tmp_path / "home").ensure()
+    home = Home(tmp_path_factory.mktemp("metrics") / "home").ensure()
     store = Store(home.db_path)
     try:
         ctx = NodeContext(load_settings(home.path, env={}), home, store, home.identity())
         metrics = NodeMetrics(ctx)
-        metrics.observe_query("find_providers", 0.1, True)
+        metrics.observe_query("find_providers", 0.1, False)
         exported = generate_latest(metrics.registry).decode()
     finally:
         store.close()
-    names = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", exported, re.M))
-    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
-    queried = set()
-    for panel in dashboard["panels"]:
-        for target in panel["targets"]:
-            queried |= set(re.findall(r"\b((?:bitterbot|process)_[a-z_]+)\b", target["expr"]))
-    assert queried, "the dashboard queries nothing"
-    missing = sorted(q for q in queried if q not in names)
+    series: dict[str, set[str]] = {}
+    for name, labels in re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? ", exported, re.M):
+        series.setdefault(name, set()).update(re.findall(r'(\w+)="', labels))
+    return series
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    for var in dashboard["templating"]["list"]:
+        if var["type"] == "query":
+            exprs.append(var["query"]["query"] if isinstance(var["query"], dict) else var["query"])
+    return exprs
+
+
+METRIC = r"\b((?:bitterbot|process)_[a-z_]+)\b"
+
+
+def test_dashboard_queries_only_metrics_the_node_exports(exported_series):
+    queried = {m for expr in dashboard_queries() for m in re.findall(METRIC, expr)}
+    assert len(queried) >= 5, f"the dashboard queries almost nothing: {queried}"
+    missing = sorted(q for q in queried if q not in exported_series)
     assert not missing, f"dashboard uses metrics the node does not export: {missing}"
+
+
+def test_dashboard_filters_and_groups_only_by_labels_the_metrics_have(exported_series):
+    for expr in dashboard_queries():
+        used = set(re.findall(METRIC, expr))
+        have = set().union(*(exported_series.get(m, set()) for m in used)) | SCRAPE_LABELS
+        for metric, matchers in re.findall(METRIC + r"\{([^}]*)\}", expr):
+            names = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", matchers))
+            extra = names - exported_series.get(metric, set()) - SCRAPE_LABELS
+            assert not extra, f"{metric} has no label {sorted(extra)} (in {expr})"
+        for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+            names = {g.strip() for g in group.split(",") if g.strip()}
+            assert names <= have, f"grouping by {sorted(names - have)} in {expr}"
+        for counter in re.findall(r"\b(?:rate|increase)\((\w+)", expr):
+            assert counter.endswith(("_total", "_bucket", "_sum", "_count")), (
+                f"rate() of a gauge: {expr}"
+            )
+
+
+def test_dashboard_is_a_well_formed_grafana_dashboard():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] and dashboard["title"] and isinstance(dashboard["schemaVersion"], int)
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        mine = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not mine & cells, f"panel {panel['title']!r} overlaps another"
+        cells |= mine
+        assert panel["type"] in {"stat", "timeseries", "table", "gauge", "bargauge", "text"}
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs and len(refs) == len(set(refs)), panel["title"]
+        uid = panel["datasource"]["uid"]
+        assert uid.startswith("${") and uid[2:-1] in variables, uid
+        for target in panel["targets"]:
+            for var in re.findall(r"\$(\w+)", target["expr"]):
+                assert var in variables, f"${var} is not a dashboard variable"
+
+
+def test_grafana_provisioning_matches_compose_and_prometheus():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    grafana = compose["services"]["grafana"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"])
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/dashboards/bitterbot.yaml").read_text()
+    )["providers"][0]
+    dashboard_in_container = mounts["./grafana-dashboard.json"]
+    assert Path(dashboard_in_container).parent == Path(provider["options"]["path"])
+    source = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/datasources/prometheus.yaml").read_text()
+    )["datasources"][0]
+    prometheus_ip = compose["services"]["prometheus"]["networks"]["bitterbot"]["ipv4_address"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == f"http://{prometheus_ip}:9090"
+    job = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"][0]
+    dashboard = json.loads(DASHBOARD.read_text())
+    current_job = next(v for v in dashboard["templating"]["list"] if v["name"] == "job")
+    assert current_job["current"]["value"] == job["job_name"]
 
 
 def test_scenario_files_ship_with_the_package():
