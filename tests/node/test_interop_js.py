@@ -1,0 +1,209 @@
+"""Interop with js-libp2p (issue #7): Kademlia, identify and ping stay standard.
+
+A js-libp2p 3.x peer (tests/interop/js/kad-peer.mjs, client-mode Kademlia on
+``/ipfs/kad/1.0.0``) dials one Bitterbot node, pings it, reads identify, and looks up a
+package CID that a *different* Bitterbot node provides; and the reverse: the js peer
+provides a CID and a Bitterbot node that joined later finds it.
+
+Needs ``node``/``npm`` and ``npm ci --prefix tests/interop/js`` (``make test`` runs it).
+Without them the tests skip, except under CI (env ``CI`` set), where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from bitterbot.node.p2p import NET_PROTOCOL
+from bitterbot.node.p2p_peers import PeerAddr
+from bitterbot.protocol.catalog import package_key
+from bitterbot.protocol.skillpkg import content_id
+
+JS_DIR = Path(__file__).resolve().parents[1] / "interop" / "js"
+SCRIPT = JS_DIR / "kad-peer.mjs"
+STANDARD = {"/ipfs/kad/1.0.0", "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"}
+JS_TIMEOUT_S = 15  # the script's own deadline; the process gets a few seconds more
+
+
+@pytest.fixture
+def node_bin() -> str:
+    """Path of ``node`` with the interop packages installed; skip (fail under CI) if not."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        problem = "node/npm are not installed (Debian: apt-get install nodejs npm)"
+    elif not (JS_DIR / "node_modules" / "libp2p").is_dir():
+        problem = (
+            f"js-libp2p is not installed in {JS_DIR}: "
+            "run `npm ci --prefix tests/interop/js` (make test does)"
+        )
+    else:
+        return node
+    if os.environ.get("CI"):
+        pytest.fail(f"interop test cannot run under CI: {problem}")
+    pytest.skip(problem)
+
+
+def _command(node: str, mode: str, addr: str, cid: str) -> list[str]:
+    return [node, str(SCRIPT), mode, addr, cid, "--timeout-ms", str(JS_TIMEOUT_S * 1000)]
+
+
+def _result(stdout: bytes, stderr: bytes, returncode: int | None) -> dict[str, Any]:
+    """The script's JSON line; fail the test with its own message when it reports failure."""
+    lines = stdout.decode(errors="replace").strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        result = {"error": f"not a JSON line: {lines[-1]!r}"}
+    if returncode not in (0, None) or not result.get("ok"):
+        pytest.fail(
+            f"js-libp2p peer failed (exit {returncode}): {result.get('error')}\n"
+            + stderr.decode(errors="replace")[-2000:]
+        )
+    return result
+
+
+def _without_p2p(addrs: list[str]) -> set[str]:
+    return {a.split("/p2p/", 1)[0] for a in addrs}
+
+
+@pytest.fixture
+def js_find(node_bin: str) -> Callable[[str, str], Awaitable[dict[str, Any]]]:
+    """``await js_find(multiaddr, cid)``: run ``kad-peer.mjs find``, return its JSON line."""
+
+    async def run(addr: str, cid: str) -> dict[str, Any]:
+        with trio.fail_after(JS_TIMEOUT_S + 5):
+            done = await trio.run_process(
+                _command(node_bin, "find", addr, cid),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                cwd=JS_DIR,
+            )
+        return _result(done.stdout, done.stderr, done.returncode)
+
+    return run
+
+
+@asynccontextmanager
+async def _js_provider(node: str, addr: str, cid: str) -> AsyncIterator[dict[str, Any]]:
+    """Run ``kad-peer.mjs provide``; yields its JSON line while the js peer stays up.
+
+    Its stderr goes to the test's captured stderr (shown when the test fails).
+    """
+    process = await trio.lowlevel.open_process(
+        _command(node, "provide", addr, cid),
+        stdin=subprocess.PIPE,  # the js peer exits once we close it
+        stdout=subprocess.PIPE,
+        cwd=JS_DIR,
+    )
+    try:
+        out = b""
+        with trio.fail_after(JS_TIMEOUT_S + 5):
+            while not out.endswith(b"\n"):
+                chunk = await process.stdout.receive_some(4096)
+                if not chunk:  # it exited before reporting
+                    await process.wait()
+                    break
+                out += chunk
+        yield _result(out, b"", process.returncode)
+    finally:
+        await process.stdin.aclose()
+        with trio.move_on_after(5):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_js_libp2p_finds_a_bitterbot_provider_through_the_dht(
+    p2p_factory, wait_until, dial_addr, js_find
+):
+    seed = await p2p_factory("seed")
+    publisher = await p2p_factory("publisher", seeds=[seed])
+    await wait_until(lambda: publisher.routing_table_size() >= 1)
+    cid = content_id(b"a skill package announced by a Bitterbot publisher")
+    key = package_key(cid)
+    await publisher.provide(key)
+    # the js peer dials a node that joined after the announcement, so it holds no record
+    # and the lookup has to travel on to the peers that do
+    entry = await p2p_factory("entry", seeds=[seed])
+    await wait_until(lambda: entry.routing_table_size() >= 2)
+    assert not entry._dht.provider_store.get_providers(key)
+
+    result = await js_find(dial_addr(entry), cid)
+
+    assert result["target"] == entry.peer_id
+    assert result["ping_ms"] >= 0
+    assert STANDARD | {NET_PROTOCOL} <= set(result["protocols"])
+    assert [p["id"] for p in result["providers"]] == [publisher.peer_id]
+    assert _without_p2p(publisher.listen_addrs()) & _without_p2p(result["providers"][0]["addrs"])
+
+
+@asynccontextmanager
+async def _seeker_and_js_provider(
+    p2p_factory, wait_until, dial_addr, node: str
+) -> AsyncIterator[tuple[Any, dict[str, Any], PeerAddr]]:
+    """A js peer provides a CID through one Bitterbot node; a node that joins afterwards
+    (so it holds no copy of the record) looks it up. Yields (seeker, js line, found)."""
+    seed = await p2p_factory("seed")
+    entry = await p2p_factory("entry", seeds=[seed])
+    await wait_until(lambda: entry.routing_table_size() >= 1 and seed.routing_table_size() >= 1)
+    cid = content_id(b"a package a js-libp2p peer provides")
+    key = package_key(cid)
+    async with _js_provider(node, dial_addr(entry), cid) as js:
+        assert STANDARD <= set(js["protocols"])
+        assert js["addrs"]
+        seeker = await p2p_factory("seeker", seeds=[seed])
+        await wait_until(lambda: seeker.routing_table_size() >= 2)
+        assert not seeker._dht.provider_store.get_providers(key)
+        found = await seeker.find_providers(key, count=1)
+        assert [p.peer_id for p in found] == [js["peer_id"]]
+        yield seeker, js, found[0]
+
+
+async def test_bitterbot_finds_a_js_libp2p_provider_and_can_dial_it(
+    p2p_factory, wait_until, dial_addr, node_bin
+):
+    async with _seeker_and_js_provider(p2p_factory, wait_until, dial_addr, node_bin) as (
+        seeker,
+        js,
+        found,
+    ):
+        assert _without_p2p(list(found.addrs)) == _without_p2p(js["addrs"])
+        # the advertised address is real: Noise authenticates the js peer's ID on it
+        assert await seeker.connect(PeerAddr(js["peer_id"], found.addrs)) == js["peer_id"]
+        assert js["peer_id"] in seeker.connected_peers()
+        # a foreign (non-Bitterbot) peer is dropped from the routing table by the next
+        # refresh (1 s in these tests), however it got in
+        await wait_until(lambda: js["peer_id"] not in seeker.routing_table_peers(), timeout=5)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,  # a missing install (setup failure) still errors
+    reason="known deviations, reported to the lead (node/p2p*.py): "
+    "(1) find_providers keeps the /p2p/<id> suffix js-libp2p puts on provider addrs, "
+    "though PeerAddr.addrs are documented without it; "
+    "(2) P2PHost._dial adds the dialled peer to the routing table before identify has "
+    "told its protocols, so a foreign js peer is in the table until the next refresh",
+)
+async def test_a_js_provider_is_stored_like_a_bitterbot_one(
+    p2p_factory, wait_until, dial_addr, node_bin
+):
+    async with _seeker_and_js_provider(p2p_factory, wait_until, dial_addr, node_bin) as (
+        seeker,
+        js,
+        found,
+    ):
+        assert set(found.addrs) == _without_p2p(js["addrs"])
+        await seeker.connect(PeerAddr(js["peer_id"], found.addrs))
+        assert js["peer_id"] not in seeker.routing_table_peers()
