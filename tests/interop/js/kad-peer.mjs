@@ -72,7 +72,10 @@ async function checkPeer (node, args, identified, deadline) {
   const remote = conn.remotePeer.toString()
   if (remote !== args.peerId) throw new Failure(`dialled ${args.peerId} but reached ${remote}`)
   const pingMs = await withTimeout('ping', deadline(), signal => node.services.ping.ping(conn.remotePeer, { signal }))
-  const info = await withTimeout('identify', deadline(), () => identified)
+  const info = await withTimeout('identify', deadline(), signal => Promise.race([
+    identified,
+    new Promise((resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+  ]))
   const protocols = [...info.protocols].sort()
   const missing = REQUIRED.filter(p => !protocols.includes(p))
   if (missing.length > 0) {
@@ -99,7 +102,7 @@ async function main () {
   const started = Date.now()
   const deadline = () => Math.max(1, args.timeoutMs - (Date.now() - started))
   const node = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, // what `provide` advertises: loopback tests
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
