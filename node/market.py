@@ -514,6 +514,10 @@ class Market:
             ):
                 if extra.peer_id not in providers and extra.peer_id != self.p2p.peer_id:
                     providers.append(extra.peer_id)
+            if entry.seller and entry.seller not in providers and entry.seller != self.p2p.peer_id:
+                # the seller serves what it sells, and we pay it anyway: ask it last, for
+                # when its provider records never reached us but someone else's did
+                providers.append(entry.seller)
             data = await self.download(entry.package_id, providers, entry.size)
             path = self._save_package(entry.package_id, data)
         bought = None
