@@ -16,6 +16,13 @@ over a payment channel to the seller, downloads the encrypted package (altering 
 first), unlocks, installs and runs it, then buys again (a retry: must not pay twice). The
 seller's books must show exactly price x buyers. An altering provider holds the encrypted
 package and a decrypted copy leaked by a buyer, but no license: both uses must be refused.
+
+Paid metrics: ``paid_*_rate`` are fractions of buyers (``paid_altered_bytes_refused_rate``:
+purchases whose download asked the altering providers first and penalized them, or found
+them already banned); ``paid_overpayments`` is what buyers paid the seller beyond one price
+per licence received (channel totals); ``seller_revenue_received`` is what the seller's
+channels took from the buyers, and ``seller_books_mismatch`` adds its distance to price x
+successful buyers to the distance of the seller's sales records (``pay.sold``) from it.
 """
 
 from __future__ import annotations
@@ -118,9 +125,10 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             for name in published:
                 searches.append({"by": "name", **await search_until_found(b, name=name)})
             searches.append({"by": "tag", **await search_until_found(b, tag="math")})
+            # the paid skill first: the altering provider is not yet banned, so it is asked
+            purchases.append(await _buy(net, b, paid, bad_peers, search_until_found))
             for name in published:
                 installs.append(await _install(net, b, name, bad_peers, published))
-            purchases.append(await _buy(net, b, paid, bad_peers, search_until_found))
 
         async with trio.open_nursery() as nursery:
             for b in buyers:

@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from bitterbot.protocol.errors import BitterbotError, ValidationError
+from bitterbot.protocol.errors import BitterbotError, NetworkError, ValidationError
 
 #: channel capacity of simnet nodes (the node default, 10,000, is enough for one purchase)
 CHANNEL_CAPACITY = 100_000
@@ -159,49 +159,62 @@ class MarketActions:
         return {"package_id": fetched["id"], "seeding": bool(seeded.get("seeding"))}
 
     async def action_market_seed_paid_blob(self, name: str) -> dict[str, Any]:
-        """Download a paid skill's encrypted package (anyone may: it is useless without a
-        license) and provide it, as a buyer's node does after buying; no license, no payment."""
+        """Download a paid skill's encrypted package as :meth:`Market.fetch` does before
+        buying (anyone may: it is useless without a license) and provide it, as a buyer's
+        node does after buying; no license, no payment."""
+        from bitterbot.protocol.catalog import package_key
+
         market = self._need_market()
         offer = await market.resolve(str(name))
         package_id = offer.entry.package_id
         path = market.path_for(package_id)
         if not path.is_file():
-            data = await market.download(package_id, offer.providers, offer.entry.size)
+            providers = list(offer.providers)
+            for extra in await market.p2p.find_providers(package_key(package_id), count=8):
+                if extra.peer_id not in providers and extra.peer_id != market.p2p.peer_id:
+                    providers.append(extra.peer_id)
+            data = await market.download(package_id, providers, offer.entry.size)
             path = market._save_package(package_id, data)
         await market._serve_paid_blob(offer)
         return {"package_id": package_id, "path": str(path)}
 
-    async def _download_first(self, name: str, first_providers: list[str]) -> dict[str, Any]:
-        """Download ``name``'s package trying ``first_providers`` first (verified by content
-        ID: altered bytes are refused and their provider penalized). What was penalized."""
+    async def _ask_first(self, offer: Any, first_providers: list[str]) -> dict[str, bool]:
+        """Ask each of ``first_providers`` alone for ``offer``'s package before the market's
+        own download does: per provider, whether its bytes were refused (the download
+        failed on its content ID check and penalized it, or it was banned already)."""
+        from bitterbot.node.market import BAN_THRESHOLD
+
         market = self._need_market()
-        offer = await market.resolve(str(name))
-        first = [str(p) for p in first_providers]
-        before = market.penalties()
-        providers = first + [p for p in offer.providers if p not in first]
-        data = await market.download(offer.entry.package_id, providers, offer.entry.size)
-        after = market.penalties()
-        refused = {
-            p: after.get(p, 0) > before.get(p, 0) or before.get(p, 0) >= _ban_threshold()
-            for p in first
-        }
-        return {"offer": offer, "data": data, "refused_first": refused}
+        refused: dict[str, bool] = {}
+        for peer in [str(p) for p in first_providers]:
+            before = market.penalties().get(peer, 0)
+            try:
+                await market.download(offer.entry.package_id, [peer], offer.entry.size)
+            except NetworkError:
+                pass  # every byte it sent was refused; the market penalized it (or skipped it)
+            after = market.penalties().get(peer, 0)
+            refused[peer] = after > before or before >= BAN_THRESHOLD
+        return refused
 
     async def action_market_install(
         self, name: str, first_providers: list[str], expression: str
     ) -> dict[str, Any]:
-        """Find free ``name``, download it trying ``first_providers`` first, verify, install, run.
+        """Install free ``name`` from the network and run it: the altering ``first_providers``
+        are asked first, then :meth:`Market.fetch` downloads and verifies as a node does.
 
         Returns the content ID of the bytes that were actually installed (recomputed here,
         independently of the market's own check) and the skill's output.
         """
         market = self._need_market()
         started = time.perf_counter()
-        got = await self._download_first(name, first_providers)
+        refused = await self._ask_first(await market.resolve(str(name)), first_providers)
+        fetched = await market.fetch(str(name))
         downloaded_ms = (time.perf_counter() - started) * 1000
-        installed = await self._install_and_run(got["data"], str(name), str(expression))
+        data = Path(fetched["path"]).read_bytes()
+        installed = await self._install_and_run(data, str(name), str(expression))
         return {
             **installed,
+            "refused_first": refused,
             "download_ms": downloaded_ms,
             "total_ms": (time.perf_counter() - started) * 1000,
             "penalties": market.penalties(),
@@ -226,9 +239,9 @@ class MarketActions:
     ) -> dict[str, Any]:
         """``skill install NAME --max-price N`` for a paid skill, then run it.
 
-        The encrypted package is first downloaded trying ``first_providers`` first (the
-        altering provider: its bytes must be refused); :meth:`Market.fetch` then checks the
-        price, buys over a payment channel to the catalog's seller, unlocks and verifies.
+        The altering ``first_providers`` are asked for the encrypted package first (their
+        bytes must be refused); :meth:`Market.fetch` then checks the price, downloads,
+        buys over a payment channel to the catalog's seller, unlocks and verifies.
         A refusal (price over ``max_price``, ...) is returned as ``{"ok": False, "code"}``.
         ``paid`` is what this node's channels to the seller paid during the call.
         """
@@ -240,9 +253,7 @@ class MarketActions:
         out: dict[str, Any] = {"ok": False, "price": price, "seller": seller}
         try:
             if price <= int(max_price) and not market.path_for(offer.entry.package_id).is_file():
-                got = await self._download_first(name, first_providers)
-                market._save_package(offer.entry.package_id, got["data"])
-                out["refused_first"] = got["refused_first"]
+                out["refused_first"] = await self._ask_first(offer, first_providers)
             fetched = await market.fetch(str(name), max_price=int(max_price))
             out["bought"] = fetched["paid"]
             out["path"] = fetched["path"]
@@ -250,7 +261,7 @@ class MarketActions:
             out.update(await self._install_and_run(data, str(name), str(expression)))
             out["ok"] = True
         except BitterbotError as exc:
-            out.update(code=exc.code, error=exc.message)
+            out.update(code=exc.code, error=f"{exc.message} ({exc.hint})")
         out["paid"] = await self.action_paid_to(seller) - paid_before  # type: ignore[attr-defined]
         out["total_ms"] = (time.perf_counter() - started) * 1000
         return out
@@ -292,9 +303,3 @@ class MarketActions:
         finally:
             manager.close()
         return attempts
-
-
-def _ban_threshold() -> int:
-    from bitterbot.node.market import BAN_THRESHOLD
-
-    return BAN_THRESHOLD
