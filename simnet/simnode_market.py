@@ -162,17 +162,12 @@ class MarketActions:
         """Download a paid skill's encrypted package as :meth:`Market.fetch` does before
         buying (anyone may: it is useless without a license) and provide it, as a buyer's
         node does after buying; no license, no payment."""
-        from bitterbot.protocol.catalog import package_key
-
         market = self._need_market()
         offer = await market.resolve(str(name))
         package_id = offer.entry.package_id
         path = market.path_for(package_id)
         if not path.is_file():
-            providers = list(offer.providers)
-            for extra in await market.p2p.find_providers(package_key(package_id), count=8):
-                if extra.peer_id not in providers and extra.peer_id != market.p2p.peer_id:
-                    providers.append(extra.peer_id)
+            providers = [*offer.providers, offer.entry.seller]  # the seller serves it too
             data = await market.download(package_id, providers, offer.entry.size)
             path = market._save_package(package_id, data)
         await market._serve_paid_blob(offer)
