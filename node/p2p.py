@@ -66,6 +66,8 @@ logger = logging.getLogger(__name__)
 #: Only such peers stay in our Kademlia routing table (SPEC.md 4.2).
 NET_PROTOCOL = "/bitterbot/net/1.0.0"
 
+IDENTIFY_WAIT_S = 5.0  # how long a peer of unknown protocols may sit in the routing table
+
 QueryObserver = Callable[[str, float, bool], None]
 StreamHandler = Callable[[P2PStream], Awaitable[None]]
 
@@ -75,6 +77,10 @@ class P2PConfig:
     listen: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
     seeds: list[str] = field(default_factory=list)
     max_peers: int = 64
+    # Low-water mark: after each routing-table refresh, dial peers from the table until this
+    # many are connected. Gossipsub meshes form only among connected peers; a node connected
+    # to its seeds alone is pruned by their full meshes and waits for gossip (SPEC.md 4.6).
+    min_peers: int = 8
     bootstrap_batch: int = 4  # seeds dialled at once (a seed resets bursts of joins)
     dial_timeout_s: float = 5.0
     backoff_initial_s: float = 1.0
@@ -251,26 +257,46 @@ class P2PHost(DhtMixin, GossipMixin):
                 )
 
     def _guard_routing_table(self) -> None:
-        """Keep only Bitterbot peers (those speaking NET_PROTOCOL) in the routing table."""
+        """Keep only Bitterbot peers (those speaking NET_PROTOCOL) in the routing table.
+
+        py-libp2p adds a peer as soon as it connects or sends a DHT request, often before
+        identify has told us its protocols. Such a peer is admitted, and evicted as soon as
+        identify shows it is not a Bitterbot node (at most IDENTIFY_WAIT_S later).
+        """
         table = self._dht.routing_table
         original = table.add_peer
 
         async def add_peer(peer_obj: Any, *, skip_server_mode_check: bool = False) -> bool:
             peer_id = getattr(peer_obj, "peer_id", peer_obj)
-            if self._is_foreign(peer_id):
+            protocols = self._protocols_of(peer_id)
+            if protocols is not None and NET_PROTOCOL not in protocols:
                 return False
             ok: bool = await original(peer_obj, skip_server_mode_check=skip_server_mode_check)
+            if ok and protocols is None and self._nursery is not None:
+                self._nursery.start_soon(self._evict_if_foreign, peer_id)
             return ok
 
         table.add_peer = add_peer
 
-    def _is_foreign(self, peer_id: Any) -> bool:
-        """True when identify told us this peer's protocols and ours are not among them."""
+    async def _evict_if_foreign(self, peer_id: Any) -> None:
+        with trio.move_on_after(IDENTIFY_WAIT_S):
+            while (protocols := self._protocols_of(peer_id)) is None:
+                await trio.sleep(0.05)
+            if NET_PROTOCOL not in protocols:
+                self._dht.routing_table.remove_peer(peer_id)
+
+    def _protocols_of(self, peer_id: Any) -> set[str] | None:
+        """The protocols identify reported for ``peer_id``; None while not known yet."""
         try:
             protocols = self._host.get_peerstore().get_protocols(peer_id)
         except Exception:  # noqa: BLE001 - peerstore raises PeerStoreError for unknown peers
-            return False
-        return bool(protocols) and NET_PROTOCOL not in {str(p) for p in protocols}
+            return None
+        return {str(p) for p in protocols} if protocols else None
+
+    def _is_foreign(self, peer_id: Any) -> bool:
+        """True when identify told us this peer's protocols and ours are not among them."""
+        protocols = self._protocols_of(peer_id)
+        return protocols is not None and NET_PROTOCOL not in protocols
 
     async def _net_marker(self, raw: Any) -> None:
         await quietly(raw.close)
@@ -356,6 +382,13 @@ class P2PHost(DhtMixin, GossipMixin):
                 f"cannot reach {peer.peer_id}: no answer within {self.config.dial_timeout_s:g} s",
                 hint="check the address, firewall, and that the peer is running",
             )
+        # identify answers within milliseconds; the routing-table guard needs its protocols
+        with trio.move_on_after(IDENTIFY_WAIT_S / 2):
+            while self._protocols_of(info.peer_id) is None:
+                await trio.sleep(0.01)
+        if self._is_foreign(info.peer_id):  # py-libp2p may have added it meanwhile
+            self._dht.routing_table.remove_peer(info.peer_id)
+            return
         await self._dht.add_peer(info.peer_id)
 
     # --- bootstrap and upkeep -------------------------------------------------------
@@ -368,6 +401,7 @@ class P2PHost(DhtMixin, GossipMixin):
                 self.bootstrapped.set()
                 backoff = self.config.backoff_initial_s
                 await self._refresh()
+                await self._fill_connections()
                 self._remember_connected()
                 await trio.sleep(self.config.refresh_interval_s)
             else:
@@ -417,11 +451,35 @@ class P2PHost(DhtMixin, GossipMixin):
                 await self._dht.peer_routing.find_closest_peers_network(
                     self._host.get_id().to_bytes()
                 )
+                await self._fill_connections()
                 await self._dht.refresh_routing_table()
             except Exception as exc:
                 if not is_libp2p_error(exc) and not isinstance(exc, OSError):
                     raise
                 logger.debug("routing table refresh failed: %r", exc)
+
+    async def _fill_connections(self) -> None:
+        """Dial routing-table peers (random order) until ``min_peers`` are connected."""
+        connected = set(self._host.get_connected_peers())
+        want = min(self.config.min_peers, self.config.max_peers) - len(connected)
+        if want <= 0:
+            return
+        candidates = [p for p in self._dht.routing_table.get_peer_ids() if p not in connected]
+        random.shuffle(candidates)
+        targets = []
+        for peer_id in candidates[:want]:
+            addrs = tuple(a for a in self.peer_addrs(peer_id.to_base58()) if "/tcp/" in a)
+            if addrs:
+                targets.append(PeerAddr(peer_id.to_base58(), addrs))
+        async with trio.open_nursery() as nursery:
+            for peer in targets:
+                nursery.start_soon(self._dial_quietly, peer)
+
+    async def _dial_quietly(self, peer: PeerAddr) -> None:
+        try:
+            await self._dial(peer)
+        except NetworkError as exc:  # a stale routing-table entry: the next refresh retries
+            logger.debug("upkeep dial: %s", exc.message)
 
     def _remember_connected(self) -> None:
         if self._host is None:

@@ -85,14 +85,14 @@ class DhtMixin:
         infos = await self._query("find_providers", self._find_providers(key, count))
         out = []
         for info in infos[:count]:
-            addrs = tuple(str(a) for a in info.addrs)
+            addrs = tuple(_without_p2p(str(a)) for a in info.addrs)
             if addrs:  # so open_stream can dial it
                 self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
             out.append(PeerAddr(info.peer_id.to_base58(), addrs))
         return out
 
     async def _find_providers(self, key: bytes, count: int) -> list[Any]:
-        """Ask the closest peers this node already knows first, then the whole network.
+        """Local records, then the closest peers this node knows, then the whole network.
 
         Providers are stored at the peers closest to the key, which a joined node usually
         has in its routing table (dialable). Asking them in parallel and returning once
@@ -102,11 +102,15 @@ class DhtMixin:
         """
         store = self._dht.provider_store
         local = store.get_providers(key)
-        if local:
+        if len(local) >= count:
             return list(local[:count])
         nearby = self._dht.routing_table.find_local_closest_peers(key, FAST_LOOKUP_PEERS)
-        found: dict[Any, Any] = {}
+        # a local copy may list only some providers (say one seeder, not the publisher):
+        # it counts as a first answer, and the closest peers get the grace period to add more
+        found: dict[Any, Any] = {info.peer_id: info for info in local}
         first = trio.Event()
+        if found:
+            first.set()
 
         async def ask(peer: Any, nursery: trio.Nursery) -> None:
             with trio.move_on_after(self.config.query_timeout_s):
@@ -240,3 +244,10 @@ class DhtMixin:
 def check_key(key: bytes) -> None:
     if not isinstance(key, bytes) or not 1 <= len(key) <= MAX_KEY_BYTES:
         raise ValidationError(f"DHT keys are 1-{MAX_KEY_BYTES} bytes")
+
+
+def _without_p2p(addr: str) -> str:
+    """``/ip4/../tcp/../p2p/<id>`` -> ``/ip4/../tcp/..`` (other implementations announce
+    provider addresses with their peer ID; PeerAddr.addrs never carries it)."""
+    head, sep, _tail = addr.partition("/p2p/")
+    return head if sep else addr

@@ -199,14 +199,6 @@ async def test_bitterbot_finds_a_js_libp2p_provider_and_can_dial_it(
         await wait_until(lambda: js["peer_id"] not in seeker.routing_table_peers(), timeout=5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known deviations, reported to the lead (node/p2p*.py): "
-    "(1) find_providers keeps the /p2p/<id> suffix js-libp2p puts on provider addrs, "
-    "though PeerAddr.addrs are documented without it; "
-    "(2) P2PHost._dial adds the dialled peer to the routing table before identify has "
-    "told its protocols, so a foreign js peer is in the table until the next refresh",
-)
 async def test_a_js_provider_is_stored_like_a_bitterbot_one(
     p2p_factory, wait_until, dial_addr, node_bin
 ):

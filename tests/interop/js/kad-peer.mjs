@@ -128,6 +128,15 @@ async function main () {
   })
   try {
     const seen = await checkPeer(node, args, identified, deadline)
+    // the DHT adds the node to its routing table a little after identify; a query started
+    // before that has no peer to ask and ends at once with nothing
+    const target = node.getPeers().find(p => p.toString() === args.peerId)
+    await withTimeout('routing table', deadline(), async signal => {
+      while (!(await node.services.dht.routingTable.find(target))) {
+        signal.throwIfAborted()
+        await new Promise(resolve => setTimeout(resolve, 20))
+      }
+    })
     const out = { ok: true, mode: args.mode, peer_id: node.peerId.toString(), ...seen }
     if (args.mode === 'find') {
       out.providers = await findProviders(node, args, deadline)
