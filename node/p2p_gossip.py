@@ -7,6 +7,7 @@ py-libp2p allows 10 messages per second per peer per topic, our own publishes in
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -61,6 +62,7 @@ class _Subscription:
 
 class GossipMixin:
     _pubsub: Any
+    _gossip: Any
     _stopping: bool
     config: Any
 
@@ -73,9 +75,10 @@ class GossipMixin:
     ) -> AsyncIterator[_Subscription]:
         """Subscribe to ``topic``; iterate the context value for :class:`GossipMessage`.
 
-        ``validator(from_peer, data)`` returns True to accept (may be async); False or an
-        exception drops the message and it is not forwarded. Messages over the size limit
-        are dropped before the validator runs.
+        ``validator(from_peer, data)`` returns True to accept; False or a BitterbotError
+        drops the message and it is not forwarded. Prefer a synchronous validator (it lets
+        gossipsub drop concurrent copies of a message); an ``async def`` one is awaited.
+        Messages over the size limit are dropped before the validator runs.
         """
         self._require_running()
         if topic in self._pubsub.topic_ids:
@@ -83,24 +86,38 @@ class GossipMixin:
                 f"already subscribed to {topic!r}", hint="one subscription per topic per node"
             )
         limit = self.config.max_gossip_bytes
+        from libp2p.peer.id import ID
 
-        async def check(forwarder: Any, msg: Any) -> bool:
+        def accept(msg: Any) -> Any:
             if len(msg.data) > limit:
                 return False
             if validator is None:
                 return True
-            from libp2p.peer.id import ID
+            return validator(ID(msg.from_id).to_base58(), bytes(msg.data))
 
-            try:
-                result = validator(ID(msg.from_id).to_base58(), bytes(msg.data))
-                if hasattr(result, "__await__"):
-                    result = await result
-            except BitterbotError as exc:
-                logger.debug("gossip on %s rejected: %s", topic, exc)
-                return False
-            return bool(result)
+        def refused(exc: BitterbotError) -> bool:
+            logger.debug("gossip on %s rejected: %s", topic, exc)
+            return False
 
-        self._pubsub.set_topic_validator(topic, check, True)
+        if validator is not None and inspect.iscoroutinefunction(validator):
+
+            async def check_async(forwarder: Any, msg: Any) -> bool:
+                try:
+                    return bool(await accept(msg))
+                except BitterbotError as exc:
+                    return refused(exc)
+
+            self._pubsub.set_topic_validator(topic, check_async, True)
+        else:
+            # A synchronous validator runs before gossipsub can switch tasks, so the
+            # message is marked seen before another copy of it is looked at.
+            def check(forwarder: Any, msg: Any) -> bool:
+                try:
+                    return bool(accept(msg))
+                except BitterbotError as exc:
+                    return refused(exc)
+
+            self._pubsub.set_topic_validator(topic, check, False)
         raw = await self._pubsub.subscribe(topic)
         sub = _Subscription(self, topic, raw)
         try:
@@ -139,3 +156,8 @@ class GossipMixin:
     def topic_peers(self, topic: str) -> list[str]:
         """Peers known to be subscribed to ``topic``."""
         return sorted(p.to_base58() for p in self._pubsub.peer_topics.get(topic, ()))
+
+    def mesh_peers(self, topic: str) -> list[str]:
+        """Peers in this node's gossipsub mesh for ``topic`` (full messages go to them)."""
+        mesh = getattr(self._gossip, "mesh", {}) if self._gossip is not None else {}
+        return sorted(p.to_base58() for p in mesh.get(topic, ()))

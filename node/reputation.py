@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from bitterbot.node.rep_ledger import Ledger, RateBuckets
 from bitterbot.protocol import attestation as att_mod
 from bitterbot.protocol.attestation import Attestation
 from bitterbot.protocol.errors import (
@@ -49,14 +50,6 @@ SYNC_TIMEOUT_S = 20.0
 MAX_SYNC_SESSIONS = 4  # sync requests served at once
 COPY_WINDOW_MS = 10_000  # identical gossip messages within this share the first verdict
 MAX_REMEMBERED_COPIES = 10_000
-
-DB_ATT = "rep.att"  # attester(32) + seq(8, big-endian) -> signed envelope bytes
-DB_HEAD = "rep.head"  # attester -> [contiguous seq, highest seq, count]
-DB_PENDING = "rep.pending"  # own attestations not yet gossiped: attester + seq -> 1
-
-
-def _key(attester: bytes, seq: int) -> bytes:
-    return attester + seq.to_bytes(8, "big")
 
 
 class RateLimited(StaleError):
@@ -97,152 +90,6 @@ class RepConfig:
         )
 
 
-class Ledger:
-    """Append-only attestation storage. Only verified attestations may be added."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-        # Open the named databases in a write transaction: a handle first opened inside a
-        # read transaction is dropped when that transaction ends, and LMDB then hands the
-        # same slot to the next database opened (reads of one database return another's).
-        def open_all(txn: Any) -> None:
-            for name in (DB_ATT, DB_HEAD, DB_PENDING):
-                txn._db(name)
-
-        store.transact(open_all)
-
-    @staticmethod
-    def _put(txn: Any, att: Attestation, pending: bool) -> str:
-        key = _key(att.attester, att.seq)
-        old = txn.get(DB_ATT, key)
-        if old is not None:
-            return "duplicate" if old == att.data else "conflict"
-        txn.put(DB_ATT, key, att.data)
-        contig, high, count = txn.get(DB_HEAD, att.attester, [0, 0, 0])
-        high = max(high, att.seq)
-        count += 1
-        if att.seq == contig + 1:
-            contig += 1
-            while txn.get(DB_ATT, _key(att.attester, contig + 1)) is not None:
-                contig += 1
-        txn.put(DB_HEAD, att.attester, [contig, high, count])
-        if pending:
-            txn.put(DB_PENDING, key, 1)
-        return "new"
-
-    def add_many(self, atts: Iterable[Attestation]) -> tuple[list[Attestation], int]:
-        """Store in one durable transaction; returns (new ones, number of conflicts)."""
-        items = list(atts)
-
-        def write(txn: Any) -> tuple[list[Attestation], int]:
-            new, conflicts = [], 0
-            for att in items:
-                outcome = self._put(txn, att, pending=False)
-                if outcome == "new":
-                    new.append(att)
-                elif outcome == "conflict":
-                    conflicts += 1
-            return new, conflicts
-
-        result: tuple[list[Attestation], int] = self.store.transact(write)
-        return result
-
-    def create(self, make: Callable[[int], Attestation], attester: bytes) -> Attestation:
-        """Allocate the attester's next sequence number and store ``make(seq)`` as pending.
-
-        One write transaction, so a CLI process and the running node never reuse a number.
-        """
-
-        def write(txn: Any) -> Attestation:
-            _contig, high, _count = txn.get(DB_HEAD, attester, [0, 0, 0])
-            att = make(high + 1)
-            if self._put(txn, att, pending=True) != "new":  # pragma: no cover - seq is fresh
-                raise ValidationError("sequence number already used")
-            return att
-
-        result: Attestation = self.store.transact(write)
-        return result
-
-    def has(self, attester: bytes, seq: int) -> bool:
-        with self.store.read() as txn:
-            return txn.get(DB_ATT, _key(attester, seq)) is not None
-
-    def count(self) -> int:
-        with self.store.read() as txn:
-            return int(txn.count(DB_ATT))
-
-    def heads(self) -> dict[bytes, tuple[int, int, int]]:
-        with self.store.read() as txn:
-            return {bytes(k): (v[0], v[1], v[2]) for k, v in txn.items(DB_HEAD)}
-
-    def load_all(self) -> list[Attestation]:
-        """Every stored attestation, its shape and rules checked again (not the signature,
-        verified before it was stored: that check is 90% of the cost of a load)."""
-        out = []
-        with self.store.read() as txn:
-            rows = [bytes(v) for _k, v in txn.items(DB_ATT)]
-        for data in rows:
-            try:
-                out.append(att_mod.parse_stored(data))
-            except BitterbotError as exc:
-                logger.warning("skipping a corrupt stored attestation: %s", exc)
-        return out
-
-    def pending(self) -> list[Attestation]:
-        with self.store.read() as txn:
-            keys = [bytes(k) for k, _v in txn.items(DB_PENDING)]
-            rows = [txn.get(DB_ATT, k) for k in keys]
-        return [att_mod.parse_stored(bytes(r)) for r in rows if r is not None]
-
-    def mark_sent(self, atts: Iterable[Attestation]) -> None:
-        keys = [_key(a.attester, a.seq) for a in atts]
-
-        def write(txn: Any) -> None:
-            for k in keys:
-                txn.delete(DB_PENDING, k)
-
-        self.store.transact(write)
-
-    def newer_than(self, heads: dict[bytes, int], limit: int) -> list[bytes]:
-        """Attestations with a seq above ``heads[attester]`` (0 for unknown attesters)."""
-        out: list[bytes] = []
-        with self.store.read() as txn:
-            for attester, (_contig, high, _count) in txn.items(DB_HEAD):
-                after = heads.get(bytes(attester), 0)
-                if high <= after:
-                    continue  # the requester has all of this attester's statements
-                for key, data in txn.items(DB_ATT, prefix=bytes(attester)):
-                    if int.from_bytes(key[32:], "big") > after:
-                        out.append(bytes(data))
-                        if len(out) >= limit:
-                            return out
-        return out
-
-
-class _Buckets:
-    """Token bucket per attester: ``burst`` at once, then ``rate_per_min``."""
-
-    def __init__(self, rate_per_min: float, burst: int, clock: Callable[[], float]) -> None:
-        self.rate = rate_per_min / 60.0
-        self.burst = float(burst)
-        self.clock = clock
-        self._state: dict[bytes, tuple[float, float]] = {}
-
-    def take(self, who: bytes, n: int) -> bool:
-        now = self.clock()
-        tokens, last = self._state.get(who, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens < n:
-            self._state[who] = (tokens, now)
-            return False
-        self._state[who] = (tokens - n, now)
-        if len(self._state) > 100_000:  # forget the idlest half (they refill to full anyway)
-            for k in sorted(self._state, key=lambda k: self._state[k][1])[:50_000]:
-                del self._state[k]
-        return True
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -267,14 +114,17 @@ class Reputation:
         self.graph = TrustGraph(identity.public_key, self.config.roots, self.config.params)
         self.graph.add_all(self.ledger.load_all())
         self.peer_id = peer_id_of(identity)
-        self._buckets = _Buckets(
+        self._buckets = RateBuckets(
             self.config.rate_per_min, self.config.burst, lambda: self.clock_ms() / 1000
         )
         self._wake = trio.Event()
         self._limiter = trio.CapacityLimiter(2)
         self._serving = trio.Semaphore(MAX_SYNC_SESSIONS)
-        self._copies: dict[bytes, tuple[trio.Event, int]] = {}  # gossip message hash -> seen
-        self._copies_ok: set[bytes] = set()
+        self._copies: dict[bytes, tuple[bool, int]] = {}  # gossip message hash -> verdict, when
+        self._unwritten: dict[tuple[bytes, int], bytes] = {}  # accepted, not yet stored
+        self._write_queue: list[Attestation] = []
+        self._queued = trio.Event()
+        self._write_lock = trio.Lock()
         self.rejected = 0  # gossip messages refused by the validator
         self.rejected_by: dict[str, int] = {}  # ... by error code (bad_signature, stale, ...)
         self.p2p: Any = None
@@ -354,12 +204,16 @@ class Reputation:
         self.rejected += 1
         self.rejected_by[error.code] = self.rejected_by.get(error.code, 0) + 1
 
-    async def accept_gossip(self, from_peer: str, data: bytes) -> bool:
-        """Gossip validator: True stores the batch (durably) and lets gossipsub forward it.
+    def accept_gossip(self, from_peer: str, data: bytes) -> bool:
+        """Gossip validator: True accepts the batch and lets gossipsub forward it at once.
 
+        Synchronous on purpose: gossipsub marks a message seen only after its validator
+        returns, so an awaiting validator lets every concurrent copy through and each is
+        forwarded again. Everything decided here is decided from memory and LMDB reads
+        (signatures, age, duplicates, equivocation, rate); the durable write (an fsync)
+        follows in :meth:`flush_writes`, batched, off the forwarding path. A node killed
+        in between loses only what anti-entropy sync brings back.
         Raising or returning False drops the message everywhere downstream of this node.
-        The durable write (an fsync, milliseconds) runs in a worker thread so the node's
-        other connections keep moving.
         """
         from bitterbot.node.peer import peer_id_from_public_key
 
@@ -378,46 +232,82 @@ class Reputation:
             return self._reject("gossip batch attester is not the publishing peer")
         if own:
             return True  # already in our ledger; rate limits are for others
-        # The same gossip message often arrives from several mesh peers at once, before
-        # gossipsub marks it seen: such copies share the first copy's verdict, so honest
-        # forwarders are never punished for a duplicate. Later copies are replays.
+        # The same message arriving again from another mesh peer shortly after (before
+        # gossipsub's seen-cache has it, or after a restart of its cache) gets the first
+        # copy's verdict, so honest forwarders are never counted as replaying.
         digest = hashlib.sha256(data).digest()
         now = self.clock_ms()
         first = self._copies.get(digest)
         if first is not None and now - first[1] <= COPY_WINDOW_MS:
-            await first[0].wait()
-            if digest in self._copies_ok:
+            if first[0]:
                 return True
             return self._reject("copy of a rejected gossip message")
-        new = [a for a in atts if not self.ledger.has(a.attester, a.seq)]
-        if not new:
-            return self._reject("duplicate attestations (replay)", StaleError)
-        if not self._buckets.take(attester, len(new)):
-            return self._reject("attester is over its gossip rate", RateLimited)
-        done = trio.Event()
-        self._remember_copy(digest, done, now)
         try:
-            stored, conflicts = await trio.to_thread.run_sync(
-                self.ledger.add_many, new, limiter=self._limiter
-            )
-            self.graph.add_all(stored)
-            if conflicts:
-                return self._reject("attester reused a sequence number (equivocation)")
-            if not stored:  # pragma: no cover - another path stored them meanwhile
-                return self._reject("duplicate attestations (replay)", StaleError)
-            self._copies_ok.add(digest)
-            return True
-        finally:
-            done.set()
+            new = self._new_statements(atts)
+            if not new:
+                raise StaleError("duplicate attestations (replay)")
+            if not self._buckets.take(attester, len(new)):
+                raise RateLimited("attester is over its gossip rate")
+        except BitterbotError as exc:
+            self._remember_copy(digest, False, now)
+            self._count_rejection(exc)
+            raise
+        self._remember_copy(digest, True, now)
+        for att in new:
+            self._unwritten[(att.attester, att.seq)] = att.data
+        self._write_queue.extend(new)
+        self._queued.set()
+        return True
 
-    def _remember_copy(self, digest: bytes, done: trio.Event, now: int) -> None:
-        self._copies[digest] = (done, now)
+    def _new_statements(self, atts: list[Attestation]) -> list[Attestation]:
+        """The statements of ``atts`` not held yet; raises on a reused sequence number."""
+        new = []
+        for att in atts:
+            held = self._unwritten.get((att.attester, att.seq))
+            if held is None:
+                held = self.ledger.get(att.attester, att.seq)
+            if held is None:
+                new.append(att)
+            elif held != att.data:
+                raise ValidationError("attester reused a sequence number (equivocation)")
+        return new
+
+    def _remember_copy(self, digest: bytes, ok: bool, now: int) -> None:
+        self._copies[digest] = (ok, now)
         if len(self._copies) > MAX_REMEMBERED_COPIES:
             for old in list(self._copies)[: MAX_REMEMBERED_COPIES // 2]:
-                event, _ = self._copies[old]
-                if event.is_set():
-                    del self._copies[old]
-                    self._copies_ok.discard(old)
+                del self._copies[old]
+
+    async def flush_writes(self) -> int:
+        """Durably store the statements gossip accepted so far (one transaction); returns
+        how many were new. They enter the trust graph once written."""
+        async with self._write_lock:
+            batch, self._write_queue = self._write_queue, []
+            self._queued = trio.Event()
+            if not batch:
+                return 0
+            try:
+                stored, conflicts = await trio.to_thread.run_sync(
+                    self.ledger.add_many, batch, limiter=self._limiter
+                )
+            except BaseException:
+                self._write_queue[:0] = batch  # nothing lost: the next flush retries
+                raise
+            for att in batch:
+                self._unwritten.pop((att.attester, att.seq), None)
+            self.graph.add_all(stored)
+            if conflicts:  # sync stored another version meanwhile; the ledger keeps the first
+                logger.info("%d gossiped attestations conflicted with stored ones", conflicts)
+            return len(stored)
+
+    async def _writer(self) -> None:
+        while True:
+            await self._queued.wait()
+            try:
+                await self.flush_writes()
+            except BitterbotError as exc:  # e.g. a full disk: keep them queued, retry
+                logger.warning("storing gossiped attestations failed: %s", exc)
+                await trio.sleep(1.0)
 
     def ingest(self, datas: Iterable[bytes]) -> tuple[int, int]:
         """Verify and store attestations from sync; returns (new, invalid)."""
@@ -442,11 +332,16 @@ class Reputation:
         """Gossip, publish pending attestations, serve and run sync, until cancelled."""
         self.p2p = p2p
         p2p.set_stream_handler(SYNC_PROTOCOL, self.serve_sync)
-        async with p2p.subscribe(TOPIC, self.accept_gossip) as sub, trio.open_nursery() as n:
-            n.start_soon(self._drain, sub)
-            n.start_soon(self._publisher, p2p)
-            n.start_soon(self._sync_loop, p2p)
-            task_status.started(self)
+        try:
+            async with p2p.subscribe(TOPIC, self.accept_gossip) as sub, trio.open_nursery() as n:
+                n.start_soon(self._drain, sub)
+                n.start_soon(self._writer)
+                n.start_soon(self._publisher, p2p)
+                n.start_soon(self._sync_loop, p2p)
+                task_status.started(self)
+        finally:  # what gossip accepted is stored before the node stops
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.flush_writes()
 
     async def _drain(self, sub: Any) -> None:
         # The validator already stored each accepted batch; the queue only needs emptying.

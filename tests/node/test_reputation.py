@@ -115,48 +115,46 @@ async def test_gossip_validator_accepts_once_and_rejects_bad_input(store: Any) -
     alice_peer = peer_id_of(alice)
     t = clock[0]
     batch = A.encode_batch([A.rating(alice, 1, t, "pkg:x", 5), A.rating(alice, 2, t, "pkg:y", 3)])
-    results: list[bool] = []
-
-    async def deliver() -> None:
-        results.append(await rep.accept_gossip(alice_peer, batch))
-
-    async with trio.open_nursery() as nursery:  # two mesh peers forward the same message
-        nursery.start_soon(deliver)
-        nursery.start_soon(deliver)
-    assert results == [True, True]
+    # two mesh peers forward the same message: both get the first copy's verdict
+    assert [rep.accept_gossip(alice_peer, batch) for _ in range(2)] == [True, True]
+    assert rep.ledger.count() == 0  # accepted and forwarded; the durable write follows
+    assert await rep.flush_writes() == 2
     assert rep.ledger.count() == 2
+    assert rep.assess("pkg:x").total == 1  # in the trust graph once written
     clock[0] += COPY_WINDOW_MS + 1  # the same bytes again later: a replay
     with pytest.raises(StaleError, match="duplicate"):
-        await rep.accept_gossip(alice_peer, batch)
+        rep.accept_gossip(alice_peer, batch)
     # relayed as if it were someone else's message
     with pytest.raises(ValidationError, match="publishing peer"):
-        await rep.accept_gossip(
-            peer_id_of(ident(9)), A.encode_batch([A.rating(alice, 3, t, "p", 1)])
-        )
+        rep.accept_gossip(peer_id_of(ident(9)), A.encode_batch([A.rating(alice, 3, t, "p", 1)]))
     # tampered signature
     obj = decode(A.rating(alice, 3, t, "pkg:z", 1).data)
     obj["payload"]["stars"] = 5
     with pytest.raises(SignatureError):
-        await rep.accept_gossip(alice_peer, encode({"v": 1, "atts": [encode(obj)]}))
+        rep.accept_gossip(alice_peer, encode({"v": 1, "atts": [encode(obj)]}))
     # stale (older than the gossip age limit) and far future
     old = A.rating(alice, 3, t - rep.config.gossip_max_age_ms - 60_000, "pkg:z", 1)
     with pytest.raises(StaleError):
-        await rep.accept_gossip(alice_peer, A.encode_batch([old]))
+        rep.accept_gossip(alice_peer, A.encode_batch([old]))
     future = A.rating(alice, 3, t + 3600_000, "pkg:z", 1)
     with pytest.raises(StaleError):
-        await rep.accept_gossip(alice_peer, A.encode_batch([future]))
+        rep.accept_gossip(alice_peer, A.encode_batch([future]))
     # oversize
     with pytest.raises(Exception, match="over the limit"):
-        await rep.accept_gossip(alice_peer, b"\x00" * (A.MAX_BATCH_BYTES + 1))
+        rep.accept_gossip(alice_peer, b"\x00" * (A.MAX_BATCH_BYTES + 1))
     # rate: burst of 4, two used; three more is over
     many = [A.rating(alice, s, t, f"pkg:r{s}", 4) for s in (3, 4, 5)]
     with pytest.raises(RateLimited):
-        await rep.accept_gossip(alice_peer, A.encode_batch(many))
+        rep.accept_gossip(alice_peer, A.encode_batch(many))
+    # a different statement under a sequence number already used: equivocation
+    with pytest.raises(ValidationError, match="equivocation"):
+        rep.accept_gossip(alice_peer, A.encode_batch([A.rating(alice, 2, t, "pkg:y", 1)]))
+    assert await rep.flush_writes() == 0
     assert rep.ledger.count() == 2
-    assert rep.rejected == 7
+    assert rep.rejected == 8
     assert rep.status()["rejected_by"] == {
         "stale": 3,
-        "invalid": 1,
+        "invalid": 2,
         "bad_signature": 1,
         "too_large": 1,
         "rate_limited": 1,
