@@ -1,6 +1,7 @@
 """Reputation gossip: how fast an attestation reaches every node, and late-joiner catch-up.
 
-1. Start the network with node/reputation.py on every node; let the gossipsub mesh form.
+1. Start the network with node/reputation.py on every node; wait until every node's
+   gossipsub mesh for the topic is full (``mesh_formed_s``; ``mesh_settle_s`` is the limit).
 2. ``rounds`` times: a random node makes a rating. Every other live node is woken each
    time attestations enter its ledger and graph, and checks for it; delivery time is the
    wall clock when a node holds it minus when the origin stored it (one machine, one clock).
@@ -21,13 +22,15 @@ from bitterbot.simnet.runners import RunResult
 from bitterbot.simnet.scenarios import Scenario
 from bitterbot.simnet.stats import percentile, rounded
 
+MESH_LOW = 4  # gossipsub's D_low in node/p2p.py
+
 DEFAULTS: dict[str, Any] = {
     "rounds": 5,
     "round_timeout_s": 10.0,
     "pause_s": 1.0,
     "late_nodes": 1,
     "sync_interval_s": 5.0,
-    "mesh_settle_s": 3.0,
+    "mesh_settle_s": 30.0,
 }
 
 
@@ -43,7 +46,8 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
 
     async with network.running() as net:
         join_s = await net.start_all([i for i in range(scenario.nodes) if i not in late])
-        await trio.sleep(float(work["mesh_settle_s"]) + float(net_cfg["settle_s"]))
+        await trio.sleep(float(net_cfg["settle_s"]))
+        mesh_s = await _wait_for_meshes(net, float(work["mesh_settle_s"]))
 
         rounds: list[dict[str, Any]] = []
         made: list[tuple[bytes, int]] = []
@@ -53,6 +57,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
             seq = int(await net.call(origin, "rep_head", attester=origin_key)) + 1
             watchers = [i for i in net.alive() if i != origin]
             held: dict[int, dict[str, Any]] = {}
+            meshes = [await net.call(i, "rep_mesh") for i in net.alive()]
 
             async def watch(
                 index: int, key: bytes = origin_key, want: int = seq, out: dict[int, Any] = held
@@ -81,6 +86,9 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
                     "within_1s": sum(1 for d in delays if d <= 1000),
                     "delays_ms": delays,
                     "full_coverage_ms": max(delays) if len(delays) == len(watchers) else None,
+                    "mesh_min": min(m["mesh"] for m in meshes),
+                    "mesh_zero": sum(1 for m in meshes if m["mesh"] == 0),
+                    "connected_min": min(m["connected"] for m in meshes),
                 }
             )
             made.append((origin_key, seq))
@@ -119,6 +127,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "nodes": scenario.nodes,
         "workers": len(resources),
         "join_time_s": round(join_s, 2),
+        "mesh_formed_s": rounded(mesh_s, 2) if mesh_s is not None else None,
         "rounds": len(rounds),
         "attestation_coverage_at_1s": rounded(sum(coverage) / len(coverage), 4)
         if coverage
@@ -142,10 +151,27 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     }
     notes = [
         f"round {r['round']} from node {r['origin']}: {r['within_1s']}/{r['nodes']} within 1 s, "
-        f"{r['held']}/{r['nodes']} within {timeout:g} s"
+        f"{r['held']}/{r['nodes']} within {timeout:g} s; before it, the smallest mesh was "
+        f"{r['mesh_min']} peers ({r['mesh_zero']} nodes with none), fewest connections "
+        f"{r['connected_min']}"
         for r in rounds
     ] + [
         "Delivery is measured from the moment the origin stored the attestation to the moment "
-        "each node's own ledger held it, on one machine's wall clock."
+        "each node's own ledger held it, on one machine's wall clock.",
     ]
     return RunResult(metrics=metrics, series={"delivery_ms": delays}, events=events, notes=notes)
+
+
+async def _wait_for_meshes(net: SimNetwork, limit_s: float) -> float | None:
+    """Wait (at most ``limit_s``) until every live node has a full gossipsub mesh: at least
+    ``MESH_LOW`` peers, or every subscriber it knows when fewer. Returns the seconds it
+    took, or None if some node's mesh was still short at the limit (then the rounds run
+    anyway and the notes show the smallest mesh)."""
+    started = trio.current_time()
+    with trio.move_on_after(limit_s):
+        while True:
+            views = [await net.call(i, "rep_mesh") for i in net.alive()]
+            if all(v["mesh"] >= min(MESH_LOW, v["topic_peers"]) for v in views):
+                return trio.current_time() - started
+            await trio.sleep(0.5)
+    return None

@@ -120,6 +120,16 @@ class RepActions:
             "ms": (time.perf_counter() - started) * 1000,
         }
 
+    async def action_rep_mesh(self) -> dict[str, int]:
+        """Sizes of this node's view of the reputation topic: mesh, subscribers, connections."""
+        from bitterbot.node.reputation import TOPIC
+
+        return {
+            "mesh": len(self.p2p.mesh_peers(TOPIC)),
+            "topic_peers": len(self.p2p.topic_peers(TOPIC)),
+            "connected": len(self.p2p.connected_peers()),
+        }
+
     async def action_rep_status(self) -> dict[str, Any]:
         status: dict[str, Any] = self._need_rep().status()
         return status
