@@ -5,7 +5,7 @@
 # $SEED_WAIT_S seconds) for the IDs of the other seeds, and starts with them as --seed.
 # SEEDS lists every seed as name=ip (this seed's own entry is skipped).
 set -eu
-: "${SEED_NAME:?set SEED_NAME (this seed's name in SEEDS)}"
+: "${SEED_NAME:?set SEED_NAME (the name of this seed in SEEDS)}"
 : "${SEEDS:?set SEEDS, e.g. seed1=172.28.0.11 seed2=172.28.0.12}"
 SEED_IDS="${SEED_IDS:-/seed-ids}"
 SEED_PORT="${SEED_PORT:-4001}"

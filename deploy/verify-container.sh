@@ -6,20 +6,25 @@
 #
 #   sudo deploy/verify-container.sh [STEP...]
 #
-#   STEPS (default: base build run seeds)
+#   STEPS (default: base build run seeds systemd)
 #     base       make the FROM image (debian:bookworm-slim) if it is not there: pull it, or,
 #                where no registry is reachable, debootstrap a bookworm root and import it
 #     build      build bitterbot:latest (with the models) and bitterbot:seed (WITH_MODELS=0)
-#     run        start bitterbot:latest as the image's default command; check status + metrics
-#     seeds      start seed1..seed3 as compose.yaml describes them (podman-compose if
-#                installed, else the same settings by hand); check each seed is connected to
-#                the two others
+#     run        start bitterbot:latest with the image's own command; check status, metrics,
+#                the HEALTHCHECK command, and an answer from the embedded model
+#     seeds      start seed1..seed3 with podman-compose from deploy/compose.yaml (installed
+#                from PyPI into the work folder if missing); check each seed is connected to
+#                the two others and that seed2's metrics are reachable across the network
+#     systemd    run deploy/bitterbot.service under a real systemd (PID 1 of a privileged
+#                container from bitterbot:latest) and check the node answers
 #     arm64      the arm64 base under QEMU (qemu-user-static + binfmt): the node's Python
-#                dependencies except llama-cpp-python install as arm64 wheels and
-#                `bitterbot node start` runs (llama.cpp itself is not built: hours under QEMU)
+#                dependencies except llama-cpp-python install as arm64 wheels, and
+#                `bitterbot node start` and a WASM skill run (llama.cpp itself is not
+#                built: hours under QEMU)
 #     clean      remove the containers, volumes and network made here
 #
-# Environment: ARCH (default: this machine's), KEEP=1 leaves containers running,
+# Environment: VERIFY_DIR (work folder, default /var/tmp/bitterbot-verify), KEEP=1 leaves
+# containers running, PODMAN_COMPOSE (path of podman-compose),
 # HOST_CA=0 to not copy this machine's extra CA certificates into the stand-in base image
 # (they are needed where TLS to PyPI passes through an inspecting proxy, as on the machine
 # this was first run on). Prints one JSON object per step on stdout; exit status 0 only
@@ -32,7 +37,7 @@ BASE_IMAGE="docker.io/library/debian:bookworm-slim"
 HOST_CA="${HOST_CA:-1}"
 KEEP="${KEEP:-0}"
 NICE=(nice -n 10)
-PODMAN=(podman)
+PY="${PYTHON:-python3}"
 
 log() { echo "verify-container: $*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
@@ -130,11 +135,13 @@ step_build() {
 
 # wait_status CONTAINER SECONDS: the node's `status --json` from inside the container
 wait_status() {
-  local i
-  for i in $(seq 1 "$(( $2 * 2 ))"); do
+  local deadline=$(( $(date +%s) + $2 ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
     if podman exec "$1" bitterbot node status --json 2>/dev/null; then return 0; fi
-    podman container exists "$1" && [ "$(podman inspect -f '{{.State.Running}}' "$1")" = true ] \
-      || { podman logs "$1" >&2 || true; return 1; }
+    if [ "$(podman inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" != true ]; then
+      podman logs "$1" >&2 || true
+      return 1
+    fi
     sleep 0.5
   done
   return 1
@@ -159,7 +166,7 @@ step_run() {
   local answer
   answer=$(podman exec "$name" bitterbot ask --json "What is 12 times 12?" 2>&1 | tail -n 40) \
     || fail "bitterbot ask failed in the image: $answer"
-  "$HERE/.venv/bin/python" - "$status" "$up_s" "$health" "$answer" \
+  "$PY" - "$status" "$up_s" "$health" "$answer" \
     "$(podman exec "$name" ps -o rss= -C bitterbot 2>/dev/null | head -n1 || true)" <<'PY'
 import json, sys
 status, up_s, health, answer, rss = sys.argv[1:6]
@@ -173,22 +180,180 @@ PY
   [ "$KEEP" = "1" ] || { podman rm -f "$name" >/dev/null; podman volume rm -f bb-verify-data >/dev/null; }
 }
 
-step_clean() {
-  local c
-  for c in bb-verify-node seed1 seed2 seed3 deploy_seed1_1 deploy_seed2_1 deploy_seed3_1; do
-    podman rm -f "$c" >/dev/null 2>&1 || true
+# seeds_connected CONTAINER... : JSON of each seed's connected peers, and whether every seed
+# is connected to every other (peer IDs read from the shared seed-ids volume)
+seeds_report() {
+  local c ids="" statuses=""
+  for c in "$@"; do
+    statuses+="$(podman exec "$c" bitterbot node status --json 2>/dev/null | tr -d '\n' || echo '{}')"$'\n'
   done
-  podman volume ls -q | grep -E '^(bb-verify-|deploy_)' | xargs -r podman volume rm -f >/dev/null
-  podman network rm -f bb-verify >/dev/null 2>&1 || true
+  ids=$(podman exec "$1" sh -c 'for f in /seed-ids/seed*.id; do cat "$f"; echo; done' 2>/dev/null || true)
+  "$PY" - "$ids" "$statuses" <<'PY'
+import json, sys
+ids = [i for i in sys.argv[1].split() if i]
+nodes = [json.loads(line) if line.strip() else {} for line in sys.argv[2].splitlines()]
+mesh = len(ids) == len(nodes) and all(
+    set(ids) - {n.get("peer_id")} <= set(n.get("connected_peers") or []) for n in nodes
+)
+print(json.dumps({"full_mesh": mesh, "seed_ids": ids,
+                  "connected": [len(n.get("connected_peers") or []) for n in nodes],
+                  "network": [n.get("network") for n in nodes]}))
+PY
+}
+
+step_seeds() {
+  local project=bbverify pc t0 deadline report seeds=()
+  pc="${PODMAN_COMPOSE:-$(command -v podman-compose || true)}"
+  if [ -z "$pc" ]; then
+    log "installing podman-compose from PyPI into $WORK/podman-compose"
+    python3 -m venv "$WORK/podman-compose"
+    "$WORK/podman-compose/bin/pip" install -q "podman-compose==1.6.0" || fail "pip install podman-compose"
+    pc="$WORK/podman-compose/bin/podman-compose"
+  fi
+  (cd "$HERE/deploy" && "$pc" -p "$project" -f compose.yaml down -v) >/dev/null 2>&1 || true
+  t0=$(now)
+  # --no-build: bitterbot:seed is the image step_build made from the same Containerfile.
+  (cd "$HERE/deploy" && "$pc" -p "$project" -f compose.yaml up -d --no-build) \
+    >"$WORK/compose-up.log" 2>&1 || fail "podman-compose up (see $WORK/compose-up.log)"
+  seeds=("${project}_seed1_1" "${project}_seed2_1" "${project}_seed3_1")
+  deadline=$(( $(date +%s) + 180 ))
+  while :; do
+    report=$(seeds_report "${seeds[@]}")
+    echo "$report" | grep -q '"full_mesh": true' && break
+    [ "$(date +%s)" -ge "$deadline" ] && break
+    sleep 2
+  done
+  local mesh_s
+  mesh_s=$(elapsed "$t0")
+  # What Prometheus does: scrape seed2's metrics across the compose network (from seed1).
+  local scraped
+  scraped=$(podman exec "${seeds[0]}" python3 -c \
+    'import urllib.request; print(urllib.request.urlopen("http://172.28.0.12:9464/metrics", timeout=5).read().decode())' \
+    2>&1 | grep -E '^bitterbot_connected_peers ' || true)
+  local cfg
+  cfg=$(podman exec "${seeds[0]}" bitterbot config show --json 2>/dev/null \
+    | "$PY" -c 'import json,sys; print(json.dumps(next(s for s in json.load(sys.stdin) if s["name"] == "node.max_peers")))' \
+    2>/dev/null || true)
+  printf '{"step": "seeds", "how": "%s", "seconds_to_full_mesh": %s, "report": %s, ' \
+    "$(basename "$pc")" "$mesh_s" "$report"
+  printf '"seed2_metrics_from_seed1": "%s", "seed1_max_peers": %s}\n' "$scraped" "${cfg:-null}"
+  if [ "$KEEP" != "1" ]; then
+    (cd "$HERE/deploy" && "$pc" -p "$project" -f compose.yaml down -v) >/dev/null 2>&1 || true
+  fi
+  echo "$report" | grep -q '"full_mesh": true' || fail "the three seeds did not all connect (podman logs ${seeds[0]})"
+}
+
+# The arm64 side under QEMU: everything but llama.cpp. Shows that the image's base,
+# apt packages and every Python dependency exist for arm64, and that the node and a WASM
+# skill (wasmtime's arm64 JIT) run there.
+step_arm64() {
+  local tag=localhost/bookworm-slim-arm64 t0
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] \
+    || fail "no binfmt handler for arm64 (apt-get install qemu-user-static binfmt-support; mount binfmt_misc)"
+  podman image exists "$tag" || make_base arm64 "$tag"
+  t0=$(now)
+  local out
+  out=$(podman run --rm --arch arm64 -v "$HERE:/repo:ro" "$tag" sh -euc '
+    export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      python3 python3-venv ca-certificates libgomp1 >/dev/null
+    mkdir /src && cp -r /repo/pyproject.toml /repo/README.md /repo/protocol /repo/agent \
+      /repo/node /repo/simnet /src/
+    python3 -m venv /opt/bitterbot && PATH=/opt/bitterbot/bin:$PATH
+    # every dependency but llama-cpp-python, as binary wheels only (no compiling under QEMU)
+    python3 -c "import tomllib; d = tomllib.load(open(\"/src/pyproject.toml\", \"rb\"))
+print(\"\n\".join(x for x in d[\"project\"][\"dependencies\"] if not x.startswith(\"llama\")))" >/tmp/deps
+    pip install -q --only-binary=:all: -r /tmp/deps >/dev/null
+    pip install -q --no-deps /src >/dev/null
+    echo "machine: $(uname -m)"
+    export BITTERBOT_HOME=/tmp/home
+    bitterbot skill run calculator "2+3*4" --json | python3 -c "import json,sys; print(\"skill:\", json.load(sys.stdin)[\"output\"].strip())"
+    bitterbot node start --listen /ip4/127.0.0.1/tcp/4001 >/tmp/node.log 2>&1 &
+    for i in $(seq 1 240); do
+      if bitterbot node status --json >/tmp/status.json 2>/dev/null; then break; fi
+      sleep 1
+    done
+    python3 -c "import json; s = json.load(open(\"/tmp/status.json\")); print(\"node:\", s[\"peer_id\"], s[\"network\"])" \
+      || { tail -n 20 /tmp/node.log; exit 1; }
+    python3 -c "import llama_cpp" 2>/dev/null && echo "llama: yes" || echo "llama: not built (as intended)"
+  ' 2>&1) || fail "arm64 run: $out"
+  echo "$out" | sed 's/^/verify-container: arm64: /' >&2
+  printf '{"step": "arm64", "seconds": %s, "machine": "%s", "skill": "%s", "node": "%s"}\n' \
+    "$(elapsed "$t0")" "$(echo "$out" | sed -n 's/^machine: //p')" \
+    "$(echo "$out" | sed -n 's/^skill: //p')" "$(echo "$out" | sed -n 's/^node: //p')"
+}
+
+# The systemd unit under a real systemd: PID 1 of a privileged container made from
+# bitterbot:latest (whose venv is at /opt/bitterbot, the path the unit runs), so every
+# hardening directive is applied by systemd itself, seccomp filter and namespaces included.
+step_systemd() {
+  local name=bb-verify-systemd t0 status=""
+  podman build -q -t bitterbot:systemd -f - "$HERE" >"$WORK/build-systemd.log" 2>&1 <<'CONTAINERFILE' \
+    || fail "build bitterbot:systemd (see $WORK/build-systemd.log)"
+FROM localhost/bitterbot:latest
+USER root
+RUN apt-get update && apt-get install -y --no-install-recommends systemd systemd-sysv \
+ && rm -rf /var/lib/apt/lists/*
+COPY deploy/bitterbot.service /etc/systemd/system/bitterbot.service
+COPY deploy/seed-config.toml /etc/bitterbot/config.toml
+RUN chgrp bitterbot /etc/bitterbot/config.toml && chmod 0640 /etc/bitterbot/config.toml \
+ && systemctl enable bitterbot.service
+ENTRYPOINT []
+CMD ["/sbin/init"]
+CONTAINERFILE
+  podman rm -f "$name" >/dev/null 2>&1 || true
+  t0=$(now)
+  podman run -d --name "$name" --privileged --systemd=always localhost/bitterbot:systemd >/dev/null
+  local deadline=$(( $(date +%s) + 120 ))
+  until status=$(podman exec "$name" bitterbot --home /var/lib/bitterbot node status --json 2>/dev/null)
+  do
+    [ "$(date +%s)" -lt "$deadline" ] || break
+    sleep 1
+  done
+  local unit_state
+  unit_state=$(podman exec "$name" systemctl show bitterbot -p ActiveState -p SubState \
+    -p NRestarts --value | tr '\n' ' ')
+  if [ -z "$status" ]; then
+    podman exec "$name" journalctl -u bitterbot --no-pager -n 40 >&2 || true
+    fail "the node under systemd did not answer (unit: $unit_state)"
+  fi
+  local ip proc
+  ip=$(podman inspect -f '{{.NetworkSettings.IPAddress}}' "$name")
+  # the kernel's view of the node process: its user, no new privileges, a seccomp filter
+  proc=$(podman exec "$name" sh -c 'pid=$(systemctl show -p MainPID --value bitterbot);
+    grep -E "^(Uid|NoNewPrivs|Seccomp|CapEff):" /proc/$pid/status | tr -s "\t " " " | tr "\n" ";"')
+  "$PY" - "$status" "$ip" "$unit_state" "$proc" "$(elapsed "$t0")" <<'PY'
+import json, sys
+status, ip, unit, proc, secs = sys.argv[1:6]
+s = json.loads(status)
+print(json.dumps({
+    "step": "systemd", "answered_after_s": float(secs), "unit": unit.strip(), "process": proc,
+    "listen_addrs": s["listen_addrs"],
+    "advertises_container_ip": any(f"/ip4/{ip}/" in a for a in s["listen_addrs"]),
+}))
+PY
+  local bad
+  bad=$(podman exec "$name" journalctl -u bitterbot --no-pager \
+    | grep -iE "SIGSYS|seccomp|Operation not permitted|Traceback" | head -n 5 || true)
+  [ -z "$bad" ] || log "journal of bitterbot.service mentions: $bad"
+  [ "$KEEP" = "1" ] || podman rm -f "$name" >/dev/null
+}
+
+step_clean() {
+  podman rm -f bb-verify-node bb-verify-systemd >/dev/null 2>&1 || true
+  podman ps -aq --filter label=io.podman.compose.project=bbverify | xargs -r podman rm -f >/dev/null
+  podman pod rm -f pod_bbverify >/dev/null 2>&1 || true
+  podman volume ls -q | grep -E '^(bb-verify-|bbverify_)' | xargs -r podman volume rm -f >/dev/null
+  podman network rm -f bbverify_bitterbot >/dev/null 2>&1 || true
   echo '{"step": "clean"}'
 }
 
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(base build run seeds)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(base build run seeds systemd)
 [ "${STEPS[0]}" = base ] || podman_setup
 for s in "${STEPS[@]}"; do
   case "$s" in
-    base|build|run|seeds|arm64|clean) "step_$s" ;;
+    base|build|run|seeds|systemd|arm64|clean) "step_$s" ;;
     *) fail "unknown step $s (see --help in the header)" ;;
   esac
 done

@@ -244,6 +244,56 @@ def test_containerfile_copies_only_files_that_exist():
     assert "GGML_NATIVE=OFF" in text and "USER bitterbot" in text
 
 
+def containerfile_instructions() -> list[str]:
+    """Instructions of the Containerfile, continuation lines joined, comments dropped."""
+    lines = [line for line in (DEPLOY / "Containerfile").read_text().splitlines() if line.strip()]
+    joined = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    return [i.strip() for i in joined.replace("\\\n", " ").splitlines()]
+
+
+def test_containerfile_builds_for_any_architecture():
+    instructions = containerfile_instructions()
+    froms = [i for i in instructions if i.startswith("FROM ")]
+    assert len(froms) == 2 and all(f.split()[1] == "${BASE_IMAGE}" for f in froms)
+    base = next(i for i in instructions if i.startswith("ARG BASE_IMAGE="))
+    assert base.endswith("debian:bookworm-slim")  # published for amd64 and arm64
+    for instruction in instructions:
+        assert not re.search(r"x86|amd64|aarch64|arm64|march=native", instruction), instruction
+    # The venv is copied between stages: both must run the same /usr/bin/python3.
+    apt = [i for i in instructions if "apt-get install" in i]
+    assert len(apt) == 2 and all(re.search(r"\bpython3\b", i) for i in apt)
+    # fastecdsa (libp2p) compiles against GMP: headers to build, the library to run.
+    assert "libgmp-dev" in apt[0] and "libgmp10" in apt[1]
+
+
+def test_containerfile_model_switch_keeps_the_llama_layer_cached():
+    """A build ARG changes the cache key of every later RUN: WITH_MODELS must be declared
+    after llama-cpp-python is built, or the seed image (WITH_MODELS=0) rebuilds llama.cpp."""
+    instructions = containerfile_instructions()
+    llama = next(n for n, i in enumerate(instructions) if "llama-cpp-python==" in i)
+    with_models = next(n for n, i in enumerate(instructions) if i.startswith("ARG WITH_MODELS"))
+    uses = [n for n, i in enumerate(instructions) if "$WITH_MODELS" in i]
+    assert llama < with_models < min(uses)
+
+
+SCRIPTS = ["testnet.sh", "seed-entrypoint.sh", "verify-container.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_deploy_scripts_parse_and_pass_shellcheck(script):
+    path = DEPLOY / script
+    shell = "sh" if path.read_text().startswith("#!/bin/sh") else "bash"
+    assert subprocess.run([shell, "-n", str(path)], timeout=30).returncode == 0
+    assert os.access(path, os.X_OK), f"{script} is not executable"
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    out = subprocess.run(
+        [shellcheck, "-S", "warning", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout
+
+
 DASHBOARD = DEPLOY / "grafana-dashboard.json"
 # Labels Prometheus itself adds to every scraped series, and the histogram bucket bound.
 SCRAPE_LABELS = {"job", "instance", "le"}
