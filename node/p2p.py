@@ -281,7 +281,7 @@ class P2PHost(DhtMixin, GossipMixin):
     async def _evict_if_foreign(self, peer_id: Any) -> None:
         with trio.move_on_after(IDENTIFY_WAIT_S):
             while (protocols := self._protocols_of(peer_id)) is None:
-                await trio.sleep(0.05)
+                await trio.sleep(0.01)
             if NET_PROTOCOL not in protocols:
                 self._dht.routing_table.remove_peer(peer_id)
 
@@ -382,14 +382,7 @@ class P2PHost(DhtMixin, GossipMixin):
                 f"cannot reach {peer.peer_id}: no answer within {self.config.dial_timeout_s:g} s",
                 hint="check the address, firewall, and that the peer is running",
             )
-        # identify answers within milliseconds; the routing-table guard needs its protocols
-        with trio.move_on_after(IDENTIFY_WAIT_S / 2):
-            while self._protocols_of(info.peer_id) is None:
-                await trio.sleep(0.01)
-        if self._is_foreign(info.peer_id):  # py-libp2p may have added it meanwhile
-            self._dht.routing_table.remove_peer(info.peer_id)
-            return
-        await self._dht.add_peer(info.peer_id)
+        await self._dht.add_peer(info.peer_id)  # the guard evicts it if identify says foreign
 
     # --- bootstrap and upkeep -------------------------------------------------------
     async def _maintain(self) -> None:
