@@ -66,7 +66,9 @@ logger = logging.getLogger(__name__)
 #: Only such peers stay in our Kademlia routing table (SPEC.md 4.2).
 NET_PROTOCOL = "/bitterbot/net/1.0.0"
 
-IDENTIFY_WAIT_S = 5.0  # how long a peer of unknown protocols may sit in the routing table
+IDENTIFY_WAIT_S = 5.0
+HEALTHY_TABLE = 20  # routing-table size (Kademlia's k) above which refreshes walk less often
+WALK_EVERY = 10  # ... only every this many refresh rounds  # how long a peer of unknown protocols may sit in the routing table
 
 QueryObserver = Callable[[str, float, bool], None]
 StreamHandler = Callable[[P2PStream], Awaitable[None]]
@@ -123,6 +125,7 @@ class P2PHost(DhtMixin, GossipMixin):
         self._handlers: dict[str, StreamHandler] = {}
         self._namespaces: dict[str, Any] = {}
         self.seed_errors: dict[str, str] = {}
+        self._last_walk = float("-inf")
         self.bootstrapped = trio.Event()
         self.first_round_done = trio.Event()  # the first bootstrap attempt finished
         self.stopped = trio.Event()
@@ -279,9 +282,11 @@ class P2PHost(DhtMixin, GossipMixin):
         table.add_peer = add_peer
 
     async def _evict_if_foreign(self, peer_id: Any) -> None:
+        pause = 0.01
         with trio.move_on_after(IDENTIFY_WAIT_S):
             while (protocols := self._protocols_of(peer_id)) is None:
-                await trio.sleep(0.01)
+                await trio.sleep(pause)
+                pause = min(pause * 2, 0.5)  # cheap when identify is slow or never comes
             if NET_PROTOCOL not in protocols:
                 self._dht.routing_table.remove_peer(peer_id)
 
@@ -396,7 +401,8 @@ class P2PHost(DhtMixin, GossipMixin):
                 await self._refresh()
                 await self._fill_connections()
                 self._remember_connected()
-                await trio.sleep(self.config.refresh_interval_s)
+                # jitter: nodes started together must not all refresh at the same moment
+                await trio.sleep(self.config.refresh_interval_s * random.uniform(0.8, 1.2))
             else:
                 # no peers at all: retry seeds and known peers with exponential backoff
                 await trio.sleep(backoff * random.uniform(0.8, 1.2))
@@ -439,13 +445,21 @@ class P2PHost(DhtMixin, GossipMixin):
                 self._dht.routing_table.remove_peer(peer_id)
         for peer_id in self._host.get_connected_peers():
             await self._dht.add_peer(peer_id)
+        now = time.monotonic()
+        if (
+            self.routing_table_size() >= HEALTHY_TABLE
+            and now - self._last_walk < WALK_EVERY * self.config.refresh_interval_s
+        ):
+            return  # a full table needs no walk every round (it costs dozens of lookups)
+        self._last_walk = now
         with trio.move_on_after(30):
             try:
                 await self._dht.peer_routing.find_closest_peers_network(
                     self._host.get_id().to_bytes()
                 )
                 await self._fill_connections()
-                await self._dht.refresh_routing_table()
+                if self.routing_table_size() < HEALTHY_TABLE:  # far buckets: one walk each
+                    await self._dht.refresh_routing_table()
             except Exception as exc:
                 if not is_libp2p_error(exc) and not isinstance(exc, OSError):
                     raise

@@ -1,7 +1,9 @@
 """Reputation gossip: how fast an attestation reaches every node, and late-joiner catch-up.
 
 1. Start the network with node/reputation.py on every node; wait until every node's
-   gossipsub mesh for the topic is full (``mesh_formed_s``; ``mesh_settle_s`` is the limit).
+   gossipsub mesh for the topic is full (``mesh_formed_s``; ``mesh_settle_s`` is the limit),
+   then until the joining work has died down (``join_work_settled_s``): on one machine, a
+   round measured while fifty nodes still walk their routing tables measures the CPU queue.
 2. ``rounds`` times: a random node makes a rating. Every other live node is woken each
    time attestations enter its ledger and graph, and checks for it; delivery time is the
    wall clock when a node holds it minus when the origin stored it (one machine, one clock).
@@ -23,14 +25,16 @@ from bitterbot.simnet.scenarios import Scenario
 from bitterbot.simnet.stats import percentile, rounded
 
 MESH_LOW = 4  # gossipsub's D_low in node/p2p.py
+QUIET_CPU_CORES = 0.8  # all nodes together, below this the network has finished joining
 
 DEFAULTS: dict[str, Any] = {
     "rounds": 5,
     "round_timeout_s": 10.0,
     "pause_s": 1.0,
     "late_nodes": 1,
-    "sync_interval_s": 5.0,
+    "sync_interval_s": 60.0,
     "mesh_settle_s": 30.0,
+    "quiet_limit_s": 60.0,
 }
 
 
@@ -48,6 +52,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         join_s = await net.start_all([i for i in range(scenario.nodes) if i not in late])
         await trio.sleep(float(net_cfg["settle_s"]))
         mesh_s = await _wait_for_meshes(net, float(work["mesh_settle_s"]))
+        quiet_s, background = await _wait_for_quiet(net, float(work["quiet_limit_s"]))
 
         rounds: list[dict[str, Any]] = []
         made: list[tuple[bytes, int]] = []
@@ -128,6 +133,8 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "workers": len(resources),
         "join_time_s": round(join_s, 2),
         "mesh_formed_s": rounded(mesh_s, 2) if mesh_s is not None else None,
+        "join_work_settled_s": rounded(quiet_s, 2) if quiet_s is not None else None,
+        "background_cpu_cores_at_rounds": rounded(background, 2),
         "rounds": len(rounds),
         "attestation_coverage_at_1s": rounded(sum(coverage) / len(coverage), 4)
         if coverage
@@ -175,3 +182,24 @@ async def _wait_for_meshes(net: SimNetwork, limit_s: float) -> float | None:
                 return trio.current_time() - started
             await trio.sleep(0.5)
     return None
+
+
+async def _wait_for_quiet(net: SimNetwork, limit_s: float) -> tuple[float | None, float]:
+    """Wait (at most ``limit_s``) until the joining work (routing-table walks, connection
+    upkeep, mesh grafts) has died down: the nodes' processes together use less than
+    ``QUIET_CPU_CORES`` over a 2-second window. Returns (seconds waited or None, the
+    CPU cores in use when the rounds start)."""
+    started = trio.current_time()
+
+    async def cpu() -> float:
+        return sum(float(r["cpu_s"]) for r in await net.resources())
+
+    last, cores = await cpu(), 0.0
+    with trio.move_on_after(limit_s):
+        while True:
+            await trio.sleep(2.0)
+            now = await cpu()
+            cores, last = (now - last) / 2.0, now
+            if cores < QUIET_CPU_CORES:
+                return trio.current_time() - started, cores
+    return None, cores
