@@ -120,11 +120,11 @@ image_size_mb() { podman image inspect --format '{{.Size}}' "$1" | awk '{printf 
 step_build() {
   local t0 full seed
   t0=$(now)
-  "${NICE[@]}" podman build -f "$HERE/deploy/Containerfile" -t bitterbot:latest "$HERE" \
+  "${NICE[@]}" podman build --format docker -f "$HERE/deploy/Containerfile" -t bitterbot:latest "$HERE" \
     >"$WORK/build-latest.log" 2>&1 || fail "build bitterbot:latest (see $WORK/build-latest.log)"
   full=$(elapsed "$t0")
   t0=$(now)
-  "${NICE[@]}" podman build -f "$HERE/deploy/Containerfile" --build-arg WITH_MODELS=0 \
+  "${NICE[@]}" podman build --format docker -f "$HERE/deploy/Containerfile" --build-arg WITH_MODELS=0 \
     -t bitterbot:seed "$HERE" >"$WORK/build-seed.log" 2>&1 \
     || fail "build bitterbot:seed (see $WORK/build-seed.log)"
   seed=$(elapsed "$t0")
@@ -147,35 +147,43 @@ wait_status() {
   return 1
 }
 
+# node_rss_mb CONTAINER: resident memory of the node (tini's child), in MB
+node_rss_mb() {
+  podman exec "$1" sh -c 'pid=$(cat /proc/1/task/1/children | cut -d" " -f1);
+    awk "/^VmRSS/ {printf \"%.0f\", \$2 / 1024}" /proc/$pid/status'
+}
+
 step_run() {
-  local name=bb-verify-node t0 status metrics
+  local name=bb-verify-node t0 status metrics up_s health rss_idle answer rss_answered
   podman rm -f "$name" >/dev/null 2>&1 || true
   podman volume rm -f bb-verify-data >/dev/null 2>&1 || true
   t0=$(now)
   # The image's own ENTRYPOINT and CMD; the API and metrics stay on the container's loopback.
   podman run -d --name "$name" -v bb-verify-data:/data bitterbot:latest >/dev/null
   status=$(wait_status "$name" 60) || fail "the node in $name did not answer (podman logs $name)"
-  local up_s
   up_s=$(elapsed "$t0")
   metrics=$(podman exec "$name" python3 -c \
     'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode())')
   echo "$metrics" | grep -q '^bitterbot_info{' || fail "no bitterbot_info in /metrics"
-  local health
+  # podman runs HEALTHCHECKs from systemd timers; run it once by hand instead
   health=$(podman healthcheck run "$name" >/dev/null 2>&1 && echo true || echo false)
+  sleep 5  # every subsystem started (as `bitterbot bench node` measures)
+  rss_idle=$(node_rss_mb "$name")
   # The embedded model loads and answers inside the image (llama.cpp built in the image).
-  local answer
-  answer=$(podman exec "$name" bitterbot ask --json "What is 12 times 12?" 2>&1 | tail -n 40) \
+  answer=$(podman exec "$name" bitterbot ask --json "Name one colour of the sky." 2>&1) \
     || fail "bitterbot ask failed in the image: $answer"
-  "$PY" - "$status" "$up_s" "$health" "$answer" \
-    "$(podman exec "$name" ps -o rss= -C bitterbot 2>/dev/null | head -n1 || true)" <<'PY'
+  rss_answered=$(node_rss_mb "$name")
+  "$PY" - "$status" "$up_s" "$health" "$answer" "$rss_idle" "$rss_answered" <<'PY'
 import json, sys
-status, up_s, health, answer, rss = sys.argv[1:6]
-s = json.loads(status)
+status, up_s, health, answer, rss_idle, rss_answered = sys.argv[1:7]
+s, a = json.loads(status), json.loads(answer)
 print(json.dumps({
     "step": "run", "api_answered_after_s": float(up_s), "peer_id": s.get("peer_id"),
     "listen_addrs": s.get("listen_addrs"), "healthcheck_ok": health == "true",
-    "ask": answer[-300:],
+    "node_rss_mb_idle": int(rss_idle), "node_rss_mb_after_model_answer": int(rss_answered),
+    "ask": {k: a.get(k) for k in ("route", "backend", "model", "latency_ms", "answer")},
 }))
+sys.exit(0 if health == "true" and a.get("backend") == "llama.cpp" and a.get("answer") else 1)
 PY
   [ "$KEEP" = "1" ] || { podman rm -f "$name" >/dev/null; podman volume rm -f bb-verify-data >/dev/null; }
 }
@@ -210,7 +218,8 @@ step_seeds() {
     "$WORK/podman-compose/bin/pip" install -q "podman-compose==1.6.0" || fail "pip install podman-compose"
     pc="$WORK/podman-compose/bin/podman-compose"
   fi
-  (cd "$HERE/deploy" && "$pc" -p "$project" -f compose.yaml down -v) >/dev/null 2>&1 || true
+  (cd "$HERE/deploy" && "$pc" -p "$project" -f compose.yaml --profile peer down -v) \
+    >/dev/null 2>&1 || true
   t0=$(now)
   # --no-build: bitterbot:seed is the image step_build made from the same Containerfile.
   (cd "$HERE/deploy" && "$pc" -p "$project" -f compose.yaml up -d --no-build) \
@@ -225,6 +234,17 @@ step_seeds() {
   done
   local mesh_s
   mesh_s=$(elapsed "$t0")
+  # The ordinary peer of the "peer" profile joins through all three seeds.
+  local peer_connected=0
+  (cd "$HERE/deploy" && "$pc" -p "$project" -f compose.yaml --profile peer up -d --no-build peer) \
+    >>"$WORK/compose-up.log" 2>&1 || fail "podman-compose up peer (see $WORK/compose-up.log)"
+  deadline=$(( $(date +%s) + 120 ))
+  while [ "$peer_connected" -lt 3 ] && [ "$(date +%s)" -lt "$deadline" ]; do
+    sleep 2
+    peer_connected=$(podman exec "${project}_peer_1" bitterbot node status --json 2>/dev/null \
+      | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)["connected_peers"]))' 2>/dev/null \
+      || echo 0)
+  done
   # What Prometheus does: scrape seed2's metrics across the compose network (from seed1).
   local scraped
   scraped=$(podman exec "${seeds[0]}" python3 -c \
@@ -236,10 +256,13 @@ step_seeds() {
     2>/dev/null || true)
   printf '{"step": "seeds", "how": "%s", "seconds_to_full_mesh": %s, "report": %s, ' \
     "$(basename "$pc")" "$mesh_s" "$report"
+  printf '"peer_connected_to": %s, ' "$peer_connected"
   printf '"seed2_metrics_from_seed1": "%s", "seed1_max_peers": %s}\n' "$scraped" "${cfg:-null}"
   if [ "$KEEP" != "1" ]; then
-    (cd "$HERE/deploy" && "$pc" -p "$project" -f compose.yaml down -v) >/dev/null 2>&1 || true
+    (cd "$HERE/deploy" && "$pc" -p "$project" -f compose.yaml --profile peer down -v) \
+      >/dev/null 2>&1 || true
   fi
+  [ "$peer_connected" -ge 3 ] || fail "the peer did not connect to the three seeds (podman logs ${project}_peer_1)"
   echo "$report" | grep -q '"full_mesh": true' || fail "the three seeds did not all connect (podman logs ${seeds[0]})"
 }
 
@@ -256,14 +279,16 @@ step_arm64() {
   out=$(podman run --rm --arch arm64 -v "$HERE:/repo:ro" "$tag" sh -euc '
     export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
     apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-      python3 python3-venv ca-certificates libgomp1 >/dev/null
+      python3 python3-venv python3-dev ca-certificates libgomp1 gcc libc6-dev libgmp-dev >/dev/null
     mkdir /src && cp -r /repo/pyproject.toml /repo/README.md /repo/protocol /repo/agent \
       /repo/node /repo/simnet /src/
     python3 -m venv /opt/bitterbot && PATH=/opt/bitterbot/bin:$PATH
-    # every dependency but llama-cpp-python, as binary wheels only (no compiling under QEMU)
+    # every dependency but llama-cpp-python, as binary wheels, except the three that have
+    # none for any architecture (fastecdsa compiles a small C extension against GMP)
     python3 -c "import tomllib; d = tomllib.load(open(\"/src/pyproject.toml\", \"rb\"))
 print(\"\n\".join(x for x in d[\"project\"][\"dependencies\"] if not x.startswith(\"llama\")))" >/tmp/deps
-    pip install -q --only-binary=:all: -r /tmp/deps >/dev/null
+    pip install -q --only-binary=:all: --no-binary=fastecdsa,python-baseconv,varint \
+      -r /tmp/deps >/dev/null
     pip install -q --no-deps /src >/dev/null
     echo "machine: $(uname -m)"
     export BITTERBOT_HOME=/tmp/home
