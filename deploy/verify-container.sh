@@ -347,15 +347,34 @@ CONTAINERFILE
   # the kernel's view of the node process: its user, no new privileges, a seccomp filter
   proc=$(podman exec "$name" sh -c 'pid=$(systemctl show -p MainPID --value bitterbot);
     grep -E "^(Uid|NoNewPrivs|Seccomp|CapEff):" /proc/$pid/status | tr -s "\t " " " | tr "\n" ";"')
-  "$PY" - "$status" "$ip" "$unit_state" "$proc" "$(elapsed "$t0")" <<'PY'
+  local secs model skill config
+  secs=$(elapsed "$t0")
+  # Inside the node process, under the unit's seccomp filter: llama.cpp and a WASM skill.
+  model=$(podman exec "$name" bitterbot --home /var/lib/bitterbot ask --json "Name one colour of the sky." 2>&1) \
+    || fail "ask (model) under systemd: $model"
+  skill=$(podman exec "$name" bitterbot --home /var/lib/bitterbot ask --json "2+3*4" 2>&1) \
+    || fail "ask (calculator) under systemd: $skill"
+  config=$(podman exec "$name" bitterbot --home /var/lib/bitterbot config show --json 2>&1) \
+    || fail "config show under systemd: $config"
+  "$PY" - "$status" "$ip" "$unit_state" "$proc" "$secs" "$model" "$skill" "$config" <<'PY'
 import json, sys
-status, ip, unit, proc, secs = sys.argv[1:6]
-s = json.loads(status)
-print(json.dumps({
+status, ip, unit, proc, secs, model, skill, config = sys.argv[1:9]
+s, m, k = json.loads(status), json.loads(model), json.loads(skill)
+source = next(c["source"] for c in json.loads(config) if c["name"] == "node.max_peers")
+report = {
     "step": "systemd", "answered_after_s": float(secs), "unit": unit.strip(), "process": proc,
     "listen_addrs": s["listen_addrs"],
     "advertises_container_ip": any(f"/ip4/{ip}/" in a for a in s["listen_addrs"]),
-}))
+    "model_answer": {"backend": m.get("backend"), "answer": m.get("answer")},
+    "skill_answer": {"route": k.get("route"), "answer": k.get("answer")},
+    "config_from": source,
+}
+print(json.dumps(report))
+ok = (report["advertises_container_ip"] and m.get("backend") == "llama.cpp" and m.get("answer")
+      and k.get("route") == "calculator" and "14" in (k.get("answer") or "")
+      and source == "/var/lib/bitterbot/config.toml" and "NoNewPrivs: 1" in proc
+      and "Seccomp: 2" in proc and "Uid: 10001" in proc)
+sys.exit(0 if ok else 1)
 PY
   local bad
   bad=$(podman exec "$name" journalctl -u bitterbot --no-pager \

@@ -108,6 +108,7 @@ def test_systemd_unit_is_hardened():
         "PrivateTmp": "yes",
         "PrivateDevices": "yes",
         "PrivateMounts": "yes",
+        "PrivateUsers": "yes",
         "ProtectKernelTunables": "yes",
         "ProtectKernelModules": "yes",
         "ProtectKernelLogs": "yes",
@@ -115,7 +116,6 @@ def test_systemd_unit_is_hardened():
         "ProtectClock": "yes",
         "ProtectHostname": "yes",
         "ProtectProc": "invisible",
-        "ProcSubset": "pid",
         "RestrictNamespaces": "yes",
         "RestrictRealtime": "yes",
         "RestrictSUIDSGID": "yes",
@@ -139,7 +139,15 @@ def test_systemd_unit_is_hardened():
     filters = keys["SystemCallFilter"]
     assert "@system-service" in filters[0].split()
     denied = {g for f in filters if f.startswith("~") for g in f[1:].split()}
-    assert {"@privileged", "@mount", "@module", "@raw-io", "@debug", "@reboot"} <= denied
+    assert {
+        "@privileged",
+        "@mount",
+        "@module",
+        "@raw-io",
+        "@debug",
+        "@reboot",
+        "@resources",
+    } <= denied
     assert "bitterbot node start" in one["ExecStart"]
     assert one["ExecStart"].startswith("/")  # systemd requires an absolute path
 
