@@ -37,6 +37,7 @@ from bitterbot.node.p2p_gossip import (
     MAX_GOSSIP_BYTES,
     GossipMessage,
     GossipMixin,
+    flood_publishing_router,
 )
 from bitterbot.node.p2p_peers import (
     PeerAddr,
@@ -197,7 +198,7 @@ class P2PHost(DhtMixin, GossipMixin):
         from libp2p.custom_types import TProtocol
         from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
         from libp2p.network.config import ConnectionConfig
-        from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+        from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12
         from libp2p.pubsub.pubsub import Pubsub
         from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
         from libp2p.security.noise.transport import Transport as Noise
@@ -224,7 +225,7 @@ class P2PHost(DhtMixin, GossipMixin):
         )
         self._dht = KadDHT(self._host, DHTMode.SERVER, strict_validation=True)
         self._guard_routing_table()
-        self._gossip = GossipSub(
+        self._gossip = flood_publishing_router(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=6,
             degree_low=4,

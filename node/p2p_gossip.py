@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 MAX_GOSSIP_BYTES = 64 * 1024
 GOSSIP_HEARTBEAT_S = 1
+IDONTWANT_MIN_BYTES = 1024  # go-libp2p's IDontWantMessageThreshold
 GOSSIP_RATE_PER_TOPIC = 10.0  # py-libp2p's per-peer, per-topic messages/s (own ones too)
 
 GossipValidator = Callable[[str, bytes], Any]
@@ -161,3 +162,42 @@ class GossipMixin:
         """Peers in this node's gossipsub mesh for ``topic`` (full messages go to them)."""
         mesh = getattr(self._gossip, "mesh", {}) if self._gossip is not None else {}
         return sorted(p.to_base58() for p in mesh.get(topic, ()))
+
+
+def flood_publishing_router(**options: Any) -> Any:
+    """py-libp2p's GossipSub with two of go-libp2p's defaults it lacks (SPEC.md 4.6):
+
+    - flood publishing: a message this node originates goes to every peer subscribed to
+      the topic, not only to its mesh, which saves the first hop's fan-out; forwarded
+      messages still travel along the mesh only;
+    - IDONTWANT only for messages of at least ``IDONTWANT_MIN_BYTES``: py-libp2p sends one
+      to every mesh peer for every message, doubling the RPCs a small message costs.
+    """
+    from libp2p.pubsub.gossipsub import GossipSub
+
+    class BitterbotGossipSub(GossipSub):
+        _small_message = False
+
+        async def publish(self, msg_forwarder: Any, pubsub_msg: Any) -> None:
+            # read by _emit_idontwant_for_message before publish() first awaits
+            self._small_message = len(pubsub_msg.data) < IDONTWANT_MIN_BYTES
+            await super().publish(msg_forwarder, pubsub_msg)
+
+        async def _emit_idontwant_for_message(self, msg_id: Any, topic_ids: Any) -> None:
+            if not self._small_message:
+                await super()._emit_idontwant_for_message(msg_id, topic_ids)
+
+        def _get_peers_to_send(
+            self, topic_ids: Any, msg_forwarder: Any, origin: Any, msg_id: Any = None
+        ) -> Any:
+            peers = set(super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id))
+            if self.pubsub is not None and origin == msg_forwarder == self.pubsub.my_id:
+                for topic in topic_ids:
+                    peers.update(
+                        p
+                        for p in self.pubsub.peer_topics.get(topic, ())
+                        if p != origin and self._is_gossipsub_peer(p)
+                    )
+            yield from peers
+
+    return BitterbotGossipSub(**options)

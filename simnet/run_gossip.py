@@ -25,7 +25,7 @@ from bitterbot.simnet.scenarios import Scenario
 from bitterbot.simnet.stats import percentile, rounded
 
 MESH_LOW = 4  # gossipsub's D_low in node/p2p.py
-QUIET_CPU_CORES = 0.8  # all nodes together, below this the network has finished joining
+QUIET_CPU_CORES = 0.5  # all nodes together, below this (twice running) joining is over
 
 DEFAULTS: dict[str, Any] = {
     "rounds": 5,
@@ -187,19 +187,20 @@ async def _wait_for_meshes(net: SimNetwork, limit_s: float) -> float | None:
 async def _wait_for_quiet(net: SimNetwork, limit_s: float) -> tuple[float | None, float]:
     """Wait (at most ``limit_s``) until the joining work (routing-table walks, connection
     upkeep, mesh grafts) has died down: the nodes' processes together use less than
-    ``QUIET_CPU_CORES`` over a 2-second window. Returns (seconds waited or None, the
+    ``QUIET_CPU_CORES`` over two 2-second windows in a row. Returns (seconds waited or None, the
     CPU cores in use when the rounds start)."""
     started = trio.current_time()
 
     async def cpu() -> float:
         return sum(float(r["cpu_s"]) for r in await net.resources())
 
-    last, cores = await cpu(), 0.0
+    last, cores, quiet = await cpu(), 0.0, 0
     with trio.move_on_after(limit_s):
         while True:
             await trio.sleep(2.0)
             now = await cpu()
             cores, last = (now - last) / 2.0, now
-            if cores < QUIET_CPU_CORES:
+            quiet = quiet + 1 if cores < QUIET_CPU_CORES else 0
+            if quiet >= 2:
                 return trio.current_time() - started, cores
     return None, cores

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -148,6 +150,43 @@ async def test_gossip_reaches_every_node_and_the_validator_drops_bad_messages(
             async with nodes[0].subscribe(topic):
                 pass
         nursery.cancel_scope.cancel()
+
+
+async def test_own_messages_flood_to_every_subscriber_forwarded_ones_follow_the_mesh(
+    p2p_factory, wait_until
+):
+    topic = "/bitterbot/test/flood"
+    hub = await p2p_factory("hub")
+    nodes = [hub, *[await p2p_factory(f"s{i}", seeds=[hub]) for i in range(4)]]
+    async with contextlib.AsyncExitStack() as stack:
+        for node in nodes:
+            await stack.enter_async_context(node.subscribe(topic))
+        await wait_until(lambda: len(hub.mesh_peers(topic)) >= 2, timeout=10)
+        router, me = hub._gossip, hub._pubsub.my_id
+        pruned, relay = sorted(router.mesh[topic], key=str)[:2]
+        router.mesh[topic].discard(pruned)  # a subscriber outside the mesh (say, pruned)
+        subscribers = set(router.pubsub.peer_topics[topic])
+        own = set(router._get_peers_to_send([topic], me, me))
+        assert own == subscribers and pruned in own
+        forwarded = set(router._get_peers_to_send([topic], relay, me))
+        assert forwarded <= set(router.mesh[topic]) - {relay} and pruned not in forwarded
+
+        # IDONTWANT (gossipsub 1.2) only for messages of 1 KiB or more, as go-libp2p does
+        told: list[bytes] = []
+        original = router.emit_idontwant
+
+        async def emit_idontwant(msg_ids, to_peer):
+            told.extend(msg_ids)
+            await original(msg_ids, to_peer)
+
+        router.emit_idontwant = emit_idontwant
+        sender = next(n for n in nodes[1:] if n.peer_id in hub.mesh_peers(topic))
+        seen = len(router.mcache.msgs)
+        await sender.publish(topic, b"small")
+        await wait_until(lambda: len(router.mcache.msgs) > seen, timeout=5)
+        assert told == []
+        await sender.publish(topic, b"L" * 2048)
+        await wait_until(lambda: told, timeout=5)
 
 
 async def test_streams_carry_frames_and_refuse_oversize_ones(p2p_factory, wait_until):
