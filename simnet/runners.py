@@ -39,8 +39,8 @@ KINDS: dict[str, Kind] = {
     ),
     "market": Kind(
         "bitterbot.simnet.run_market",
-        ("bitterbot.node.p2p", "bitterbot.node.market"),
-        "node/market.py (skill publish/search/install over the network)",
+        ("bitterbot.node.p2p", "bitterbot.node.market", "bitterbot.node.payments"),
+        "node/market.py and node/payments.py (publish, search, buy, install over the network)",
     ),
     "cheaters": Kind(
         "bitterbot.simnet.run_cheaters",
