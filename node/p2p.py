@@ -351,6 +351,23 @@ class P2PHost(DhtMixin, GossipMixin):
         except Exception:  # noqa: BLE001 - PeerStoreError: nothing known
             return []
 
+    def deny_ips(self, ips: list[str]) -> None:
+        """Refuse connections to and from these IP addresses (the swarm's connection gate)."""
+        gate = self._host.get_network().connection_gate
+        for ip in ips:
+            gate.add_to_deny_list(ip)
+
+    def allow_ips(self, ips: list[str]) -> None:
+        """Undo :meth:`deny_ips` for these addresses."""
+        gate = self._host.get_network().connection_gate
+        for ip in ips:
+            gate.remove_from_deny_list(ip)
+
+    async def disconnect(self, peer_id: str, timeout: float = 2.0) -> None:
+        """Close every connection to ``peer_id`` (it may dial again unless denied)."""
+        with trio.move_on_after(timeout):
+            await self._host.get_network().close_peer(to_peer_id(peer_id))
+
     def listen_addrs(self) -> list[str]:
         """Dialable addresses with /p2p/<id> (wildcards expanded to this machine's)."""
         return [str(a) for a in self._host.get_addrs()] if self._host is not None else []

@@ -79,6 +79,11 @@ class DhtMixin:
                 hint="announce again once the node has joined the network",
             )
 
+    def has_local_providers(self, key: bytes) -> bool:
+        """True when this node's own provider store holds a record for ``key``."""
+        check_key(key)
+        return bool(self._dht.provider_store.get_providers(key))
+
     async def find_providers(self, key: bytes, count: int = 20) -> list[PeerAddr]:
         """Peers providing ``key`` (at most ``count``; ``count=1`` returns at the first)."""
         check_key(key)

@@ -136,7 +136,7 @@ class SimNode(RepActions, PayActions, MarketActions):
         key = _key(key)
         # py-libp2p answers from its local provider store when it has the record; say so,
         # so latency figures can leave out lookups that never crossed the network.
-        local = bool(self.p2p._dht.provider_store.get_providers(key))
+        local = self.p2p.has_local_providers(key)
         started = time.perf_counter()
         providers: list[str] = []
         error = ""
@@ -162,10 +162,8 @@ class SimNode(RepActions, PayActions, MarketActions):
         IP gate cannot tell apart, so while a cut stands a watcher closes any connection
         to a denied peer as soon as it appears (every :data:`PARTITION_SWEEP_S`).
         """
-        swarm = self.p2p._host.get_network()
         fresh = {str(ip) for ip in ips} - self.denied
-        for ip in fresh:
-            swarm.connection_gate.add_to_deny_list(ip)
+        self.p2p.deny_ips(sorted(fresh))
         self.denied |= fresh
         closed = await self._close_denied()
         if self.denied and not self._sweeping and self._nursery is not None:
@@ -174,15 +172,11 @@ class SimNode(RepActions, PayActions, MarketActions):
         return {"denied": len(self.denied), "closed": closed}
 
     async def _close_denied(self) -> int:
-        from libp2p.peer.id import ID
-
-        swarm = self.p2p._host.get_network()
         closed = 0
         for peer_id in list(self.p2p.connected_peers()):
             addrs = self.p2p.peer_addrs(peer_id)
             if any(f"/ip4/{ip}/" in a for a in addrs for ip in self.denied):
-                with trio.move_on_after(2):
-                    await swarm.close_peer(ID.from_base58(peer_id))
+                await self.p2p.disconnect(peer_id)
                 closed += 1
         return closed
 
@@ -195,9 +189,7 @@ class SimNode(RepActions, PayActions, MarketActions):
             self._sweeping = False
 
     async def action_allow(self) -> dict[str, Any]:
-        swarm = self.p2p._host.get_network()
-        for ip in self.denied:
-            swarm.connection_gate.remove_from_deny_list(ip)
+        self.p2p.allow_ips(sorted(self.denied))
         healed = len(self.denied)
         self.denied.clear()
         return {"allowed": healed}

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitterbot.node.p2p import NET_PROTOCOL
-from bitterbot.protocol.errors import BitterbotError, DecodeError
+from bitterbot.protocol.errors import BitterbotError, DecodeError, NetworkError
 
 
 def _protocols_seen(node, peer_id) -> set[str]:
@@ -362,3 +362,22 @@ def test_framing_never_fails_on_arbitrary_bytes_with_a_foreign_error(data):
             return None
 
     trio.run(read)
+
+
+async def test_denied_addresses_are_refused_until_allowed_again(p2p_factory, wait_until, dial_addr):
+    import pytest
+
+    a, b = await p2p_factory("a"), await p2p_factory("b")
+    await a.connect(dial_addr(b))
+    a.deny_ips(["127.0.0.1"])
+    await a.disconnect(b.peer_id)
+    await wait_until(lambda: b.peer_id not in a.connected_peers())
+    with pytest.raises(NetworkError):
+        await a.connect(dial_addr(b))
+    a.allow_ips(["127.0.0.1"])
+    assert await a.connect(dial_addr(b)) == b.peer_id
+    key = b"\x01" * 32
+    assert not a.has_local_providers(key)
+    with contextlib.suppress(NetworkError):  # announced to b, or kept locally only
+        await a.provide(key)
+    assert a.has_local_providers(key)
