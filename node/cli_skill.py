@@ -12,10 +12,8 @@ from typing import Any
 import click
 
 from bitterbot.node.cli_common import CliContext, bench, home_option, pass_cli, print_json, stderr
+from bitterbot.node.home import PUBLISHER_KEY_FILE
 from bitterbot.protocol.errors import HomeError, NotFoundError, SkillError
-
-PUBLISHER_KEY_FILE = "publisher.key"
-
 
 # --- shared helpers ---------------------------------------------------------------------
 
@@ -36,23 +34,16 @@ def _manager(cli_ctx: CliContext) -> Iterator[Any]:
 
 
 def _publisher_identity(cli_ctx: CliContext, use_node_key: bool) -> Any:
-    from bitterbot.protocol.identity import Identity
-
     home = cli_ctx.home
     if use_node_key:
         return home.identity()
-    path = home.path / PUBLISHER_KEY_FILE
-    if not path.exists():
+    ident = home.publisher_identity()
+    if ident is None:
         raise HomeError(
             f"no publisher key in {home.path}",
             hint="create one: bitterbot key new (or sign with --node-key)",
         )
-    if path.stat().st_mode & 0o077:
-        raise HomeError(f"{path} is readable by other users", hint=f"run: chmod 600 {path}")
-    seed = path.read_bytes()
-    if len(seed) != 32:
-        raise HomeError(f"{path} is corrupt ({len(seed)} bytes, expected 32)")
-    return Identity.from_seed(seed)
+    return ident
 
 
 def _consent(yes: bool, quiet: bool) -> Any:

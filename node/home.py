@@ -26,6 +26,7 @@ from bitterbot.protocol.errors import HomeError
 from bitterbot.protocol.identity import Identity
 
 KEY_FILE = "node.key"
+PUBLISHER_KEY_FILE = "publisher.key"  # an optional separate key for signing skills
 TOKEN_FILE = "api.token"
 LOCK_FILE = "node.lock"
 RUNNING_FILE = "node.json"
@@ -72,7 +73,16 @@ class Home:
 
     # --- identity -----------------------------------------------------------
     def identity(self, create: bool = True) -> Identity:
-        path = self.path / KEY_FILE
+        return self._key(KEY_FILE, create)
+
+    def publisher_identity(self) -> Identity | None:
+        """The separate publisher key (``bitterbot key new``), or None without one."""
+        if not (self.path / PUBLISHER_KEY_FILE).exists():
+            return None
+        return self._key(PUBLISHER_KEY_FILE, create=False)
+
+    def _key(self, name: str, create: bool) -> Identity:
+        path = self.path / name
         if not path.exists():
             if not create:
                 raise HomeError(

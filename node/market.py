@@ -252,16 +252,11 @@ class Market:
 
     def _publisher_identity(self, publisher: bytes) -> Any:
         """The key that signed the package must be one this node holds."""
-        from bitterbot.node.cli_skill import PUBLISHER_KEY_FILE
-        from bitterbot.protocol.identity import Identity
-
         if publisher == self.ctx.identity.public_key:
             return self.ctx.identity
-        path = self.ctx.home.path / PUBLISHER_KEY_FILE
-        if path.exists():
-            ident = Identity.from_seed(path.read_bytes())
-            if ident.public_key == publisher:
-                return ident
+        ident = self.ctx.home.publisher_identity()
+        if ident is not None and ident.public_key == publisher:
+            return ident
         raise ValidationError(
             f"the package is signed by {encode_key(publisher)}, a key this node does not hold",
             hint="publish from the node that holds the publisher key (bitterbot key show)",

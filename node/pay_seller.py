@@ -67,8 +67,9 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
     ) -> SkillOffer:
         """Sell ``skill`` for ``price``; the offer is persisted.
 
-        Licenses are signed by ``publisher`` (default: the node key). A separate publisher
-        key is held in memory only: after a restart, offer the skill again to load it.
+        Licenses are signed by ``publisher`` (default: the node key). A node loads its
+        separate publisher key (HOME/publisher.key) when payments start; a key from
+        elsewhere is held in memory only (offer the skill again after a restart).
         """
         if isinstance(price, bool) or not isinstance(price, int) or price <= 0:
             raise PaymentError("a price is a positive integer in the smallest unit")

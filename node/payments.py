@@ -82,6 +82,13 @@ class Payments(SellerSide, BuyerSide):
             nursery.start_soon(self._watch_loop)
             task_status.started()
 
+    def load_publisher_key(self, home: Any) -> None:
+        """Sign licenses with the home's separate publisher key (``bitterbot key new``), if
+        it has one: offers persist across restarts, and so must the key that serves them."""
+        ident = home.publisher_identity()
+        if ident is not None:
+            self.publishers[ident.public_key] = ident
+
     # --- paid packages: the two calls the market needs ---------------------------------
     def sell_package(
         self,
@@ -236,6 +243,7 @@ async def start_payments(ctx: Any, nursery: trio.Nursery) -> None:
         require_deposit=bool(settings.get("pay.require_deposit", True)),
         max_batch=int(settings.get("pay.group_commit_max", 256)),
     )
+    payments.load_publisher_key(ctx.home)
     grant = int(settings.get("pay.test_grant", 0))
     if grant > 0 and backend.test_money:
         await trio.to_thread.run_sync(backend.grant_once_sync, ctx.identity.public_key, grant)

@@ -99,10 +99,9 @@ def open_manager(home_path: Path, store: Store, settings: Any = None) -> Any:
 
 def license_checker(home_path: Path, store: Store) -> Any:
     """The paid-skill gate: this node must hold a valid license, unless it is the publisher."""
-    from bitterbot.node.cli_skill import PUBLISHER_KEY_FILE
     from bitterbot.node.home import Home
     from bitterbot.node.pay_buyer import find_license
-    from bitterbot.protocol.identity import Identity, decode_key
+    from bitterbot.protocol.identity import decode_key
 
     home = Home(home_path)
 
@@ -110,9 +109,9 @@ def license_checker(home_path: Path, store: Store) -> Any:
         node_key = home.identity(create=False).public_key
         publisher = decode_key(record["publisher"])
         own = {node_key}
-        key_file = home.path / PUBLISHER_KEY_FILE
-        if key_file.is_file():
-            own.add(Identity.from_seed(key_file.read_bytes()).public_key)
+        publisher_key = home.publisher_identity()
+        if publisher_key is not None:
+            own.add(publisher_key.public_key)
         if publisher in own:
             return
         find_license(store, node_key, record["name"], record["version"], publisher)

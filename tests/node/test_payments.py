@@ -29,6 +29,7 @@ from bitterbot.node.peer import peer_id_from_public_key
 from bitterbot.node.store import Store
 from bitterbot.protocol import channel as ch
 from bitterbot.protocol import paidpkg
+from bitterbot.protocol.errors import PaymentError
 from bitterbot.protocol.identity import Identity
 
 KEY = bytes(range(32))
@@ -483,6 +484,27 @@ async def test_license_is_signed_by_a_separate_publisher_key(
         find_license(buyer.store, seller.me, "lint", "3.1.0")  # another node's key
     with pytest.raises(NoLicenseError):
         buyer.license_for("lint", "3.1.0", publisher=seller.me)  # not the skill's publisher
+
+
+async def test_a_restarted_seller_signs_licenses_with_its_publisher_key_file(
+    tmp_path: Path, nursery: trio.Nursery, pair: tuple[Payments, Payments], ledger: LedgerBackend
+) -> None:
+    from bitterbot.node.home import PUBLISHER_KEY_FILE, write_private
+
+    buyer, seller = pair
+    publisher = Identity.generate()
+    home = Home(tmp_path / "seller")
+    write_private(home.path / PUBLISHER_KEY_FILE, publisher.seed)
+    seller.offer_skill("lint", 99, KEY, publisher=publisher)  # the offer is persisted
+    # the seller restarts: a new Payments on the same store and host
+    restarted = Payments(seller.identity, seller.store, ledger, p2p=seller.p2p)
+    await nursery.start(restarted.run)
+    with pytest.raises(PaymentError, match="publisher key"):
+        await buyer.purchase(seller.p2p.peer_id, "lint", "1.0.0", max_price=99)
+    restarted.load_publisher_key(home)  # what start_payments does at node start
+    got = await buyer.purchase(seller.p2p.peer_id, "lint", "1.0.0", max_price=99)
+    assert got.license.publisher == publisher.public_key
+    assert home.publisher_identity().public_key == publisher.public_key
 
 
 async def test_revenue_shares_are_shown_and_forwarded_once(
