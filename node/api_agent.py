@@ -204,6 +204,8 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
         ident = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
         headers = {"X-Bitterbot-Trimmed": str(len(prepared.trimmed))}
+        if prepared.notice:  # what was left out to fit the context (header text is ASCII)
+            headers["X-Bitterbot-Notice"] = prepared.notice.encode("ascii", "replace").decode()
         if data.get("stream") is True:
             usage = isinstance(data.get("stream_options"), dict) and bool(
                 data["stream_options"].get("include_usage")

@@ -133,19 +133,26 @@ HELP_LINE = "/reset clears the history, /exit quits"
 @click.option("--model", default=None, help="smollm2, a .gguf path, or ollama:NAME")
 @click.option("--session", default="default", show_default=True, help="history to continue")
 @click.option("--max-tokens", type=click.IntRange(1, 16384), default=None, help="answer length")
+@click.option("--local", is_flag=True, help="load the model in this process even with a node")
 @pass_cli
 def chat_command(
-    cli_ctx: CliContext, model: str | None, session: str, max_tokens: int | None
+    cli_ctx: CliContext, model: str | None, session: str, max_tokens: int | None, local: bool
 ) -> None:
-    """Talk with the agent; answers stream, history is kept in the node's database."""
+    """Talk with the agent; answers stream, history is kept in the node's database.
+
+    With a node running, its already loaded model answers (no second copy in memory)."""
     import trio
 
     from bitterbot.node.chat_history import ChatHistory
+    from bitterbot.node.chat_remote import NodeChat
+    from bitterbot.node.client import running_api
     from bitterbot.node.store import Store
 
+    api = None if local else running_api(cli_ctx.home_path)
+    runtime = NodeChat(*api, model=model) if api else _runtime(cli_ctx, model)
     store = Store(cli_ctx.home.ensure().db_path)
     try:
-        trio.run(_chat_loop, _runtime(cli_ctx, model), ChatHistory(store), session, max_tokens)
+        trio.run(_chat_loop, runtime, ChatHistory(store), session, max_tokens)
     finally:
         store.close()
 
@@ -227,13 +234,20 @@ async def _answer(
         stderr(f"({prepared.notice})")
     parts: list[str] = []
     cut = False
-    async with aclosing(runtime.stream(prepared)) as stream:
-        async for chunk in stream:
-            if chunk.text:
-                parts.append(chunk.text)
-                click.echo(chunk.text, nl=False)
-                sys.stdout.flush()
-            cut = cut or chunk.finish_reason == "length"
+    try:
+        async with aclosing(runtime.stream(prepared)) as stream:
+            async for chunk in stream:
+                if getattr(chunk, "extra", None) and chunk.extra.get("notice"):
+                    stderr(f"({chunk.extra['notice']})")  # trimmed by the running node
+                if chunk.text:
+                    parts.append(chunk.text)
+                    click.echo(chunk.text, nl=False)
+                    sys.stdout.flush()
+                cut = cut or chunk.finish_reason == "length"
+    except BitterbotError as exc:  # the chat goes on; this turn is not kept
+        click.echo("")
+        stderr(f"error: {exc.message}" + (f"\n  what to do: {exc.hint}" if exc.hint else ""))
+        return None
     click.echo("")
     if cut:
         stderr("(answer cut at the token limit: raise --max-tokens for more)")

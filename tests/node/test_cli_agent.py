@@ -169,6 +169,52 @@ def test_chat_streams_keeps_history_and_resets(tmp_path: Path) -> None:
     assert "continuing session 'default': 2 earlier messages" in again.stderr
 
 
+async def test_chat_goes_through_the_running_node(tmp_path: Path, nursery: trio.Nursery) -> None:
+    home = Home(tmp_path).ensure()
+    store = Store(tmp_path / "node-db")
+    fake = FakeBackend(replies=["first from the node", "second from the node"])
+    runtime = AgentRuntime(
+        {"agent.model": "fake:main", "agent.max_tokens": 32},
+        backends={"fake:main": fake},
+        system_prompt="",
+    )
+    ctx = NodeContext(load_settings(home.path, env={}), home, store, home.identity(), agent=runtime)
+    stop = trio.Event()
+    bound = await nursery.start(
+        lambda task_status: serve_api(
+            build_app(ctx, home.api_token()), "127.0.0.1:0", task_status=task_status, shutdown=stop
+        )
+    )
+    home.acquire_lock()
+    home.write_running({"pid": os.getpid(), "api": bound})
+    try:
+        done = await trio.run_process(
+            [*CLI, "chat"],
+            stdin=b"hello node\nand again\n/exit\n",
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env_for(tmp_path),
+        )
+    finally:
+        home.release_lock()
+        stop.set()
+        store.close()
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines() == ["first from the node", "second from the node"]
+    assert "through the running node" in done.stderr.decode()
+    assert fake.calls[1].messages == [  # the CLI sends its history with each turn
+        {"role": "user", "content": "hello node"},
+        {"role": "assistant", "content": "first from the node"},
+        {"role": "user", "content": "and again"},
+    ]
+    cli_store = Store(tmp_path / "db")  # the history lives in the home's database
+    try:
+        assert len(ChatHistory(cli_store).messages()) == 4
+    finally:
+        cli_store.close()
+
+
 def test_chat_trims_old_turns_with_a_notice(tmp_path: Path) -> None:
     lines = "".join(f"turn {i} with several words in it\n" for i in range(8))
     out = run(
