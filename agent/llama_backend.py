@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import math
 import os
@@ -59,6 +61,19 @@ class LoadedModel:
 
 _CACHE: dict[tuple[str, int, int, bool], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_cached_models() -> None:
+    """Free cached models before interpreter teardown: ``Llama.__del__`` run that late
+    finds llama.cpp's bindings already gone and prints a TypeError traceback."""
+    with _CACHE_LOCK:
+        for loaded in _CACHE.values():
+            if not isinstance(loaded, LoadedModel):
+                continue
+            with contextlib.suppress(Exception):  # best effort at exit; nothing to report to
+                loaded.llm.close()
+        _CACHE.clear()
 
 
 def available_memory_bytes() -> int:
