@@ -71,10 +71,12 @@ def test_ask_json_answers_in_process_without_a_node(tmp_path: Path) -> None:
     assert data["cloud_bytes"] == 0 and data["latency_ms"] > 0
 
 
-async def test_ask_goes_through_the_running_node(tmp_path: Path, nursery: trio.Nursery) -> None:
+async def _cli_with_a_running_node(
+    tmp_path: Path, nursery: trio.Nursery, fake: FakeBackend, *args: str, stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the CLI while an in-test node (API + ``fake`` model) runs on the same home."""
     home = Home(tmp_path).ensure()
     store = Store(tmp_path / "node-db")
-    fake = FakeBackend(replies=["answered by the node"])
     runtime = AgentRuntime(
         {"agent.model": "fake:main", "agent.max_tokens": 32},
         backends={"fake:main": fake},
@@ -91,7 +93,8 @@ async def test_ask_goes_through_the_running_node(tmp_path: Path, nursery: trio.N
     home.write_running({"pid": os.getpid(), "api": bound})
     try:
         done = await trio.run_process(
-            [*CLI, "ask", "--json", "tell", "me", "a", "joke"],
+            [*CLI, *args],
+            stdin=stdin,
             capture_stdout=True,
             capture_stderr=True,
             check=False,
@@ -102,6 +105,14 @@ async def test_ask_goes_through_the_running_node(tmp_path: Path, nursery: trio.N
         stop.set()
         store.close()
     assert done.returncode == 0, done.stderr.decode()
+    return done
+
+
+async def test_ask_goes_through_the_running_node(tmp_path: Path, nursery: trio.Nursery) -> None:
+    fake = FakeBackend(replies=["answered by the node"])
+    done = await _cli_with_a_running_node(
+        tmp_path, nursery, fake, "ask", "--json", "tell", "me", "a", "joke"
+    )
     data = json.loads(done.stdout)
     assert (data["answer"], data["backend"]) == ("answered by the node", "fake")
     assert fake.calls[0].messages == [{"role": "user", "content": "tell me a joke"}]
@@ -170,37 +181,10 @@ def test_chat_streams_keeps_history_and_resets(tmp_path: Path) -> None:
 
 
 async def test_chat_goes_through_the_running_node(tmp_path: Path, nursery: trio.Nursery) -> None:
-    home = Home(tmp_path).ensure()
-    store = Store(tmp_path / "node-db")
     fake = FakeBackend(replies=["first from the node", "second from the node"])
-    runtime = AgentRuntime(
-        {"agent.model": "fake:main", "agent.max_tokens": 32},
-        backends={"fake:main": fake},
-        system_prompt="",
+    done = await _cli_with_a_running_node(
+        tmp_path, nursery, fake, "chat", stdin=b"hello node\nand again\n/exit\n"
     )
-    ctx = NodeContext(load_settings(home.path, env={}), home, store, home.identity(), agent=runtime)
-    stop = trio.Event()
-    bound = await nursery.start(
-        lambda task_status: serve_api(
-            build_app(ctx, home.api_token()), "127.0.0.1:0", task_status=task_status, shutdown=stop
-        )
-    )
-    home.acquire_lock()
-    home.write_running({"pid": os.getpid(), "api": bound})
-    try:
-        done = await trio.run_process(
-            [*CLI, "chat"],
-            stdin=b"hello node\nand again\n/exit\n",
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=env_for(tmp_path),
-        )
-    finally:
-        home.release_lock()
-        stop.set()
-        store.close()
-    assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().splitlines() == ["first from the node", "second from the node"]
     assert "through the running node" in done.stderr.decode()
     assert fake.calls[1].messages == [  # the CLI sends its history with each turn
