@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ from starlette.routing import BaseRoute
 
 from bitterbot.node.context import NodeContext
 from bitterbot.protocol import errors
+
+logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -38,7 +41,7 @@ _STATUS = {
 }
 
 #: Errors that mean "this part of the node is not running" answer 503, whatever their class.
-UNAVAILABLE_CODES = {"payments_not_running", "not_running"}
+UNAVAILABLE_CODES = {"agent_not_running", "payments_not_running", "not_running"}
 
 
 def error_response(exc: errors.BitterbotError) -> JSONResponse:
@@ -50,6 +53,13 @@ def error_response(exc: errors.BitterbotError) -> JSONResponse:
             status = code
             break
     return JSONResponse({"error": exc.to_dict()}, status_code=status)
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:  # type: ignore[type-arg]
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _json_error(status: int, code: str, message: str) -> bytes:
@@ -130,7 +140,29 @@ def build_app(ctx: NodeContext, token: str) -> Any:
         assert isinstance(exc, errors.BitterbotError)
         return error_response(exc)
 
-    app = Starlette(routes=routes, exception_handlers={errors.BitterbotError: on_error})
+    async def on_group(request: Request, exc: Exception) -> Response:
+        # trio nurseries wrap what a route raises inside them in an exception group
+        assert isinstance(exc, BaseExceptionGroup)
+        leaves = _leaves(exc)
+        if len(leaves) == 1 and isinstance(leaves[0], errors.BitterbotError):
+            return error_response(leaves[0])
+        return await on_crash(request, exc)
+
+    async def on_crash(_request: Request, exc: Exception) -> Response:
+        logger.error("API request failed", exc_info=exc)
+        body = {
+            "code": "internal",
+            "message": f"internal error ({type(exc).__name__}) in the node",
+            "hint": "the node's log has the details; please report it",
+        }
+        return JSONResponse({"error": body}, status_code=500)
+
+    handlers: Any = {
+        errors.BitterbotError: on_error,
+        ExceptionGroup: on_group,
+        Exception: on_crash,
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.ctx = ctx
     return AuthMiddleware(app, token)
 

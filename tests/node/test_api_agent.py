@@ -145,6 +145,9 @@ async def test_bad_requests_get_clear_json_errors(serve: Any) -> None:
         assert big.status_code == 400 and big.json()["error"]["code"] == "too_large"
         r = await c.post("/v1/agent/ask", content=b"not json")
         assert r.status_code == 400
+        # raised inside the nursery that watches for a disconnect: still a typed JSON error
+        r = await c.post("/v1/agent/ask", json={"question": "x", "model": "nope.gguf"})
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "model_not_found")
         unauth = await httpx.AsyncClient(base_url=url).post("/v1/agent/ask", json={"question": "x"})
         assert unauth.status_code == 401
     assert fake.call_count == 0
