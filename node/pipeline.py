@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -120,7 +121,7 @@ class AgentPipeline:
 
         started = time.perf_counter()
         runtime = self.ctx.agent
-        backend = _Recording(await runtime.backend(model))
+        backend = _Recording(lambda: runtime.backend(model))
         log = PrivacyLog(self.ctx.store)
         orch = Orchestrator.from_settings(
             self.ctx.settings,
@@ -156,16 +157,26 @@ class AgentPipeline:
 
 
 class _Recording:
-    """A backend that remembers its last completion (for the token counts ``ask`` shows)."""
+    """The local model, opened on first use (a skill or the documents may answer without
+    it, so a node without a model, a seed say, still routes), remembering its last
+    completion (for the token counts ``ask`` shows)."""
 
-    def __init__(self, backend: Any) -> None:
-        self._backend = backend
+    def __init__(self, open_backend: Callable[[], Awaitable[Any]]) -> None:
+        self._open = open_backend
+        self._backend: Any = None
         self.last: Any = None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
+    @property
+    def name(self) -> str:
+        return str(self._backend.name) if self._backend is not None else ""
+
+    @property
+    def model(self) -> str:
+        return str(self._backend.model) if self._backend is not None else ""
 
     async def generate(self, messages: Any, options: Any) -> Any:
+        if self._backend is None:
+            self._backend = await self._open()
         self.last = await self._backend.generate(messages, options)
         return self.last
 

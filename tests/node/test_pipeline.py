@@ -46,3 +46,27 @@ async def test_requests_reach_a_skill_the_documents_or_the_local_model(tmp_path:
             ctx.skills.close()
         await runtime.aclose()
         store.close()
+
+
+async def test_a_node_without_a_model_still_answers_with_skills(tmp_path: Path) -> None:
+    import pytest
+
+    from bitterbot.protocol.errors import BitterbotError
+
+    home = Home(tmp_path).ensure()
+    store = Store(home.db_path)
+    missing = str(tmp_path / "no-such-model.gguf")  # a seed node ships without one
+    settings = load_settings(home.path, {"agent.model": missing}, env={})
+    runtime = AgentRuntime(settings, system_prompt="")
+    ctx = NodeContext(settings, home, store, home.identity(), agent=runtime)
+    pipeline = AgentPipeline(ctx)
+    try:
+        math = await pipeline.ask("what is 2 + 3 * 4")
+        assert math["route"] == "calculator" and math["answer"].strip().endswith("14")
+        with pytest.raises(BitterbotError, match="not found"):  # only now the model matters
+            await pipeline.ask("tell me a joke")
+    finally:
+        if ctx.skills is not None:
+            ctx.skills.close()
+        await runtime.aclose()
+        store.close()
