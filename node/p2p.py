@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from bitterbot.node.p2p_dht import MAX_VALUE_BYTES, DhtMixin
+from bitterbot.node.p2p_dht import MAX_VALUE_BYTES, PROVIDERS_DB, DhtMixin
 from bitterbot.node.p2p_gossip import (
     GOSSIP_HEARTBEAT_S,
     GOSSIP_RATE_PER_TOPIC,
@@ -111,6 +111,9 @@ class P2PHost(DhtMixin, GossipMixin):
         self.config = config or P2PConfig()
         self.peer_id = peer_id_of(identity)
         self.book = PeerBook(store)
+        self._store = store
+        if store is not None:  # open it in a write transaction first (see PeerBook)
+            store.transact(lambda txn: txn.count(PROVIDERS_DB))
         self.observer = observer
         # validate user input before anything starts
         self._listen = [parse_listen_addr(a) for a in self.config.listen]
@@ -150,6 +153,8 @@ class P2PHost(DhtMixin, GossipMixin):
                         self._nursery = nursery
                         self._ready.set()
                         nursery.start_soon(self._maintain)
+                        if self._store is not None:
+                            nursery.start_soon(self._flush_provider_records, self._store)
                         task_status.started(self)
                         await self._stop.wait()
                         self._stopping = True
@@ -225,6 +230,8 @@ class P2PHost(DhtMixin, GossipMixin):
         )
         self._dht = KadDHT(self._host, DHTMode.SERVER, strict_validation=True)
         self._guard_routing_table()
+        if self._store is not None:
+            self._keep_provider_records(self._store)
         self._gossip = flood_publishing_router(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=6,

@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from bitterbot.node.p2p_peers import PeerAddr
+from bitterbot.node.p2p_peers import PeerAddr, parse_multiaddr
 from bitterbot.node.p2p_stream import describe_error, is_libp2p_error
 from bitterbot.protocol.errors import BitterbotError, NetworkError, TooLargeError, ValidationError
 
@@ -23,6 +23,10 @@ MAX_VALUE_BYTES = 64 * 1024
 MAX_KEY_BYTES = 64  # provider keys (we announce 32-byte hashes)
 VALUE_QUERY_TIMEOUT_S = 5.0
 
+
+PROVIDERS_DB = "dht.providers"  # len(key) + key + provider peer ID -> {"addrs", "ts" (ms)}
+PROVIDER_TTL_S = 48 * 3600  # py-libp2p's provider record expiry
+PROVIDER_FLUSH_S = 1.0  # records received are written this often (one transaction)
 
 FAST_LOOKUP_PEERS = 8  # closest known peers asked at once before a full lookup
 FAST_LOOKUP_GRACE_S = 0.2  # after the first provider answers, wait this long for more
@@ -37,6 +41,75 @@ class DhtMixin:
 
     def _require_running(self) -> None:
         raise NotImplementedError
+
+    # --- provider records survive restarts (py-libp2p keeps them in memory only) --------
+    def _keep_provider_records(self, store: Any) -> None:
+        """Load the provider records this node held before a restart, and queue every new
+        one for :meth:`_flush_provider_records`. Without this, a node that restarts
+        forgets the records it stored for others, and under churn a key's records vanish
+        from the peers closest to it until the providers announce again."""
+        from libp2p.kad_dht.provider_store import ProviderRecord
+        from libp2p.peer.id import ID
+        from libp2p.peer.peerinfo import PeerInfo
+
+        self._provider_queue: list[tuple[bytes, dict[str, Any]]] = []
+        providers = self._dht.provider_store
+        now = time.time()
+        stale: list[bytes] = []
+        with store.read() as txn:
+            rows = [(bytes(k), v) for k, v in txn.items(PROVIDERS_DB)]
+        for db_key, value in rows:
+            try:
+                key = db_key[1 : 1 + db_key[0]]
+                peer = ID(db_key[1 + db_key[0] :])
+                ts = float(value["ts"]) / 1000
+                addrs = [parse_multiaddr(a) for a in value["addrs"]]
+            except (BitterbotError, KeyError, TypeError, ValueError, IndexError):
+                stale.append(db_key)  # unreadable: drop it, the provider announces again
+                continue
+            if now - ts >= PROVIDER_TTL_S:
+                stale.append(db_key)
+                continue
+            record = ProviderRecord(provider_info=PeerInfo(peer, addrs), timestamp=ts)
+            providers.providers.setdefault(key, {})[str(peer)] = record
+        if stale:
+            store.transact(lambda txn: [txn.delete(PROVIDERS_DB, k) for k in stale])
+        original = providers.add_provider
+
+        def add_provider(key: bytes, provider: Any) -> None:
+            original(key, provider)
+            if provider and provider.peer_id and 1 <= len(key) <= MAX_KEY_BYTES:
+                db_key = bytes([len(key)]) + key + provider.peer_id.to_bytes()
+                value = {"addrs": [str(a) for a in provider.addrs], "ts": int(time.time() * 1000)}
+                self._provider_queue.append((db_key, value))
+
+        providers.add_provider = add_provider
+
+    async def _flush_provider_records(self, store: Any) -> None:
+        """Write queued provider records every PROVIDER_FLUSH_S (and once more when
+        cancelled): a node killed meanwhile loses at most that much, which the providers'
+        next announcement restores."""
+        try:
+            while True:
+                await trio.sleep(PROVIDER_FLUSH_S)
+                await self._write_provider_records(store)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self._write_provider_records(store)
+
+    async def _write_provider_records(self, store: Any) -> None:
+        batch, self._provider_queue = self._provider_queue, []
+        if not batch:
+            return
+
+        def write(txn: Any) -> None:
+            for db_key, value in batch:
+                txn.put(PROVIDERS_DB, db_key, value)
+
+        try:
+            await trio.to_thread.run_sync(store.transact, write)
+        except BitterbotError as exc:  # a full disk, say: records stay in memory
+            logger.warning("could not save provider records: %s", exc)
 
     def register_namespace(
         self,

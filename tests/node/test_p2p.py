@@ -381,3 +381,17 @@ async def test_denied_addresses_are_refused_until_allowed_again(p2p_factory, wai
     with contextlib.suppress(NetworkError):  # announced to b, or kept locally only
         await a.provide(key)
     assert a.has_local_providers(key)
+
+
+async def test_provider_records_held_for_others_survive_a_restart(p2p_factory, wait_until):
+    holder = await p2p_factory("holder")
+    provider = await p2p_factory("provider", seeds=[holder])
+    await wait_until(lambda: provider.routing_table_size() >= 1)
+    key = b"\x07" * 32
+    await provider.provide(key)
+    await wait_until(lambda: holder.has_local_providers(key))
+    await holder.stop()  # writes what it holds (it is also written every second)
+    again = await p2p_factory("holder")  # same home and database, a new host
+    assert again.has_local_providers(key)  # before the provider announces anything again
+    (record,) = again._dht.provider_store.get_providers(key)
+    assert record.peer_id.to_base58() == provider.peer_id
