@@ -67,9 +67,9 @@ logger = logging.getLogger(__name__)
 #: Only such peers stay in our Kademlia routing table (SPEC.md 4.2).
 NET_PROTOCOL = "/bitterbot/net/1.0.0"
 
-IDENTIFY_WAIT_S = 5.0
+IDENTIFY_WAIT_S = 5.0  # how long a peer of unknown protocols may sit in the routing table
 HEALTHY_TABLE = 20  # routing-table size (Kademlia's k) above which refreshes walk less often
-WALK_EVERY = 10  # ... only every this many refresh rounds  # how long a peer of unknown protocols may sit in the routing table
+WALK_EVERY = 10  # ... only every this many refresh rounds
 
 QueryObserver = Callable[[str, float, bool], None]
 StreamHandler = Callable[[P2PStream], Awaitable[None]]
@@ -482,7 +482,6 @@ class P2PHost(DhtMixin, GossipMixin):
                 await self._dht.peer_routing.find_closest_peers_network(
                     self._host.get_id().to_bytes()
                 )
-                await self._fill_connections()
                 if self.routing_table_size() < HEALTHY_TABLE:  # far buckets: one walk each
                     await self._dht.refresh_routing_table()
             except Exception as exc:

@@ -121,8 +121,8 @@ class Reputation:
         self._limiter = trio.CapacityLimiter(2)
         self._serving = trio.Semaphore(MAX_SYNC_SESSIONS)
         self._copies: dict[bytes, tuple[bool, int]] = {}  # gossip message hash -> verdict, when
-        self._unwritten: dict[tuple[bytes, int], bytes] = {}  # accepted, not yet stored
-        self._write_queue: list[Attestation] = []
+        # accepted by gossip, not yet stored (in acceptance order); set while non-empty:
+        self._unwritten: dict[tuple[bytes, int], Attestation] = {}
         self._queued = trio.Event()
         self._write_lock = trio.Lock()
         self.rejected = 0  # gossip messages refused by the validator
@@ -254,8 +254,7 @@ class Reputation:
             raise
         self._remember_copy(digest, True, now)
         for att in new:
-            self._unwritten[(att.attester, att.seq)] = att.data
-        self._write_queue.extend(new)
+            self._unwritten[(att.attester, att.seq)] = att
         self._queued.set()
         return True
 
@@ -263,9 +262,8 @@ class Reputation:
         """The statements of ``atts`` not held yet; raises on a reused sequence number."""
         new = []
         for att in atts:
-            held = self._unwritten.get((att.attester, att.seq))
-            if held is None:
-                held = self.ledger.get(att.attester, att.seq)
+            unwritten = self._unwritten.get((att.attester, att.seq))
+            held = unwritten.data if unwritten else self.ledger.get(att.attester, att.seq)
             if held is None:
                 new.append(att)
             elif held != att.data:
@@ -282,19 +280,18 @@ class Reputation:
         """Durably store the statements gossip accepted so far (one transaction); returns
         how many were new. They enter the trust graph once written."""
         async with self._write_lock:
-            batch, self._write_queue = self._write_queue, []
-            self._queued = trio.Event()
+            batch = list(self._unwritten.values())
             if not batch:
+                self._queued = trio.Event()
                 return 0
-            try:
-                stored, conflicts = await trio.to_thread.run_sync(
-                    self.ledger.add_many, batch, limiter=self._limiter
-                )
-            except BaseException:
-                self._write_queue[:0] = batch  # nothing lost: the next flush retries
-                raise
+            # on failure they stay in _unwritten, and the next flush retries them
+            stored, conflicts = await trio.to_thread.run_sync(
+                self.ledger.add_many, batch, limiter=self._limiter
+            )
             for att in batch:
-                self._unwritten.pop((att.attester, att.seq), None)
+                del self._unwritten[(att.attester, att.seq)]
+            if not self._unwritten:  # more may have arrived during the write
+                self._queued = trio.Event()
             self.graph.add_all(stored)
             if conflicts:  # sync stored another version meanwhile; the ledger keeps the first
                 logger.info("%d gossiped attestations conflicted with stored ones", conflicts)
@@ -305,7 +302,7 @@ class Reputation:
             await self._queued.wait()
             try:
                 await self.flush_writes()
-            except BitterbotError as exc:  # e.g. a full disk: keep them queued, retry
+            except BitterbotError as exc:  # e.g. a full disk: they stay queued; retry in 1 s
                 logger.warning("storing gossiped attestations failed: %s", exc)
                 await trio.sleep(1.0)
 

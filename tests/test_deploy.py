@@ -164,42 +164,31 @@ def _unit_with_existing_executables(tmp_path: Path) -> Path:
     return copy
 
 
-def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
+def _systemd_analyze(*args: str) -> subprocess.CompletedProcess[str]:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    return subprocess.run([analyze, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
     unit = _unit_with_existing_executables(tmp_path)
-    out = subprocess.run(
-        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
-    )
+    out = _systemd_analyze("verify", "--man=no", str(unit))
     # verify exits 0 on unknown keys and unparsable values, but names them on stderr.
     assert out.returncode == 0 and out.stderr.strip() == "", out.stderr
 
 
 def test_systemd_analyze_verify_would_report_a_broken_directive(tmp_path):
     """The test above can fail: a typo in a hardening value is reported."""
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
     unit = _unit_with_existing_executables(tmp_path)
     unit.write_text(unit.read_text().replace("ProtectSystem=strict", "ProtectSystem=strickt"))
-    out = subprocess.run(
-        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
-    )
+    out = _systemd_analyze("verify", "--man=no", str(unit))
     assert "protect system" in out.stderr.lower()
 
 
 def test_systemd_analyze_security_rates_the_unit_ok(tmp_path):
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
     unit = _unit_with_existing_executables(tmp_path)
-    out = subprocess.run(
-        [analyze, "security", "--offline=yes", "--no-pager", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _systemd_analyze("security", "--offline=yes", "--no-pager", str(unit))
     if "--offline" in out.stderr or "unrecognized option" in out.stderr:
         pytest.skip("this systemd-analyze has no --offline (systemd < 250)")
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out.stdout)
