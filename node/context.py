@@ -23,7 +23,7 @@ class NodeContext:
     store: Store
     identity: Identity
     started_at: float = field(default_factory=time.monotonic)
-    p2p: Any = None  # bitterbot.node.p2p.P2PHost
+    p2p: Any = None  # bitterbot.node.p2p.host.P2PHost
     agent: Any = None  # bitterbot.agent runtime
     skills: Any = None  # installed skills manager
     docs: Any = None  # document Q&A

@@ -28,8 +28,8 @@ from typing import Any
 
 import trio
 
-from bitterbot.node import framing
 from bitterbot.node.context import NodeContext
+from bitterbot.node.p2p import framing
 from bitterbot.node.skills_store import packages_dir
 from bitterbot.node.store import Txn
 from bitterbot.protocol import transfer

@@ -46,7 +46,7 @@ class _NodeCollector(Collector):
     def collect(self) -> Iterator[Any]:
         from importlib.metadata import PackageNotFoundError, version
 
-        from bitterbot.node.peer import peer_id_of
+        from bitterbot.node.p2p.peer_id import peer_id_of
 
         try:
             ver = version("bitterbot")
@@ -102,7 +102,7 @@ class NodeMetrics:
         (``check_host=False``, e.g. a Prometheus scraping a seed in a compose network)."""
         from prometheus_client import make_asgi_app
 
-        from bitterbot.node.api import host_is_loopback
+        from bitterbot.node.loopback import host_is_loopback
 
         inner = make_asgi_app(registry=self.registry)
 

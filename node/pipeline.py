@@ -38,14 +38,12 @@ class AgentPipeline:
 
     # --- parts --------------------------------------------------------------------------
     def skills(self) -> Any:
-        if self.ctx.skills is None:
-            from bitterbot.node.skills_store import open_manager
+        from bitterbot.node.skills_store import skills_of
 
-            self.ctx.skills = open_manager(self.ctx.home.path, self.ctx.store, self.ctx.settings)
-        return self.ctx.skills
+        return skills_of(self.ctx)
 
     def docs(self) -> Any:
-        from bitterbot.node.api_docs import docs_index
+        from bitterbot.node.docs_store import docs_index
 
         return docs_index(self.ctx)
 

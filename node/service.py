@@ -95,9 +95,9 @@ class NodeService:
             self.stopped.set()
 
     async def _run(self, ctx: NodeContext, token: str, task_status: Any) -> None:
-        from bitterbot.node.api import build_app, serve_api
+        from bitterbot.node.api.app import build_app, serve_api
         from bitterbot.node.metrics import NodeMetrics
-        from bitterbot.node.p2p import P2PConfig, P2PHost
+        from bitterbot.node.p2p.host import P2PConfig, P2PHost
 
         settings = self.settings
         metrics = NodeMetrics(ctx)
@@ -158,6 +158,6 @@ class NodeService:
 
 def _is_loopback_listen(listen: str) -> bool:
     """True when HOST:PORT binds a loopback address (the default for metrics)."""
-    from bitterbot.node.api import host_is_loopback
+    from bitterbot.node.loopback import host_is_loopback
 
     return host_is_loopback(listen.rpartition(":")[0])

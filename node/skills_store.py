@@ -100,7 +100,7 @@ def open_manager(home_path: Path, store: Store, settings: Any = None) -> Any:
 def license_checker(home_path: Path, store: Store) -> Any:
     """The paid-skill gate: this node must hold a valid license, unless it is the publisher."""
     from bitterbot.node.home import Home
-    from bitterbot.node.pay_buyer import find_license
+    from bitterbot.node.pay.buyer import find_license
     from bitterbot.protocol.identity import decode_key
 
     home = Home(home_path)
@@ -117,3 +117,35 @@ def license_checker(home_path: Path, store: Store) -> Any:
         find_license(store, node_key, record["name"], record["version"], publisher)
 
     return check
+
+
+#: The fields of an installed skill that listings show (CLI ``--json`` and the API alike).
+ROW_KEYS = (
+    "name", "version", "kind", "id", "publisher", "source", "price", "description",
+    "examples", "tags", "granted", "folders",
+)  # fmt: skip
+
+
+def skill_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One installed skill as ``skill list --json`` and ``GET /v1/skills`` show it."""
+    return {k: record.get(k) for k in ROW_KEYS}
+
+
+def run_output(out: Any) -> dict[str, Any]:
+    """A skill run (``SkillOutput``) as ``skill run --json`` and the API return it."""
+    return {
+        "name": out.name,
+        "kind": out.kind,
+        "output": out.text,
+        "stderr": out.stderr,
+        "elapsed_ms": round(out.elapsed_ms, 3),
+        "tokens_used": out.tokens_used,
+        "fuel_used": out.fuel_used,
+    }
+
+
+def skills_of(ctx: Any) -> Any:
+    """The running node's skill manager (``ctx.skills``), opened on first use."""
+    if ctx.skills is None:
+        ctx.skills = open_manager(ctx.home.path, ctx.store, ctx.settings)
+    return ctx.skills

@@ -19,7 +19,8 @@ Every error a user can meet derives from :class:`BitterbotError` and carries a s
     ├── SkillError                skill packages and the sandbox
     │   └── SandboxViolation      a skill tried something it was not granted
     ├── PaymentError              payment channels, vouchers, licenses
-    └── NotFoundError             the named thing does not exist
+    ├── NotFoundError             the named thing does not exist
+    └── NotRunningError           a part of the node (agent, market, payments) is not running
 
 Subsystems add subclasses; they never raise bare exceptions across a boundary. Foreign
 errors (lmdb, libp2p, wasmtime, httpx) are translated where they enter, with ``raise ...
@@ -117,3 +118,31 @@ class PaymentError(BitterbotError):
 
 class NotFoundError(BitterbotError):
     code = "not_found"
+
+
+class NotRunningError(BitterbotError):
+    """A part of the node is not running in this process (the local API answers 503)."""
+
+    code = "not_running"
+
+
+def leaf_errors(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, in order; ``[exc]`` for a plain one.
+
+    trio nurseries wrap whatever their tasks raise in groups; the boundaries that print or
+    answer an error (CLI, API, simnet) want the one that says what went wrong.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return [exc]
+    out: list[BaseException] = []
+    for inner in exc.exceptions:
+        out.extend(leaf_errors(inner))
+    return out
+
+
+def first_error(
+    exc: BaseException,
+    kinds: type[BaseException] | tuple[type[BaseException], ...] = BitterbotError,
+) -> BaseException | None:
+    """The first leaf of ``exc`` (see :func:`leaf_errors`) that is one of ``kinds``."""
+    return next((e for e in leaf_errors(exc) if isinstance(e, kinds)), None)

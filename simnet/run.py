@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bitterbot.protocol.errors import BitterbotError
+from bitterbot.protocol.errors import BitterbotError, first_error
 from bitterbot.simnet.errors import SimnetError
 from bitterbot.simnet.report import write_report
 from bitterbot.simnet.runners import load_runner
@@ -59,15 +59,9 @@ async def run_scenario(
 
 def _one_error(group: BaseExceptionGroup[BaseException], work: Path) -> BaseException:
     """The first Bitterbot error inside a nursery's exception group, for the CLI to print."""
-    matched, _rest = group.split(BitterbotError)
-    while matched is not None:
-        first: BaseException = matched.exceptions[0]
-        if not isinstance(first, BaseExceptionGroup):
-            return first
-        matched = first
-    cancelled, _ = group.split(KeyboardInterrupt)
-    if cancelled is not None:
-        return KeyboardInterrupt()
+    found = first_error(group, BitterbotError) or first_error(group, KeyboardInterrupt)
+    if found is not None:
+        return found
     return SimnetError(
         f"the simnet run crashed: {group.exceptions[0]!r}",
         hint=f"node homes and worker logs are kept in {work}; rerun with --debug for the trace",

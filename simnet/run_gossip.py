@@ -1,6 +1,6 @@
 """Reputation gossip: how fast an attestation reaches every node, and late-joiner catch-up.
 
-1. Start the network with node/reputation.py on every node; wait until every node's
+1. Start the network with node/rep/service.py on every node; wait until every node's
    gossipsub mesh for the topic is full (``mesh_formed_s``; ``mesh_settle_s`` is the limit),
    then until the joining work has died down (``join_work_settled_s``): on one machine, a
    round measured while fifty nodes still walk their routing tables measures the CPU queue.
@@ -24,7 +24,7 @@ from bitterbot.simnet.runners import RunResult
 from bitterbot.simnet.scenarios import Scenario
 from bitterbot.simnet.stats import percentile, rounded
 
-MESH_LOW = 4  # gossipsub's D_low in node/p2p.py
+MESH_LOW = 4  # gossipsub's D_low in node/p2p/host.py
 QUIET_CPU_CORES = 0.5  # all nodes together, below this (twice running) joining is over
 
 DEFAULTS: dict[str, Any] = {

@@ -25,12 +25,14 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "discovery": Kind(
-        "bitterbot.simnet.run_discovery", ("bitterbot.node.p2p",), "node/p2p.py (P2PHost, DHT)"
+        "bitterbot.simnet.run_discovery",
+        ("bitterbot.node.p2p.host",),
+        "node/p2p/host.py (P2PHost, DHT)",
     ),
     "gossip": Kind(
         "bitterbot.simnet.run_gossip",
-        ("bitterbot.node.p2p", "bitterbot.node.reputation", "bitterbot.protocol.attestation"),
-        "node/reputation.py and protocol/attestation.py (reputation gossip)",
+        ("bitterbot.node.p2p.host", "bitterbot.node.rep.service", "bitterbot.protocol.attestation"),
+        "node/rep/service.py and protocol/attestation.py (reputation gossip)",
     ),
     "sybil": Kind(
         "bitterbot.simnet.run_sybil",
@@ -39,13 +41,13 @@ KINDS: dict[str, Kind] = {
     ),
     "market": Kind(
         "bitterbot.simnet.run_market",
-        ("bitterbot.node.p2p", "bitterbot.node.market", "bitterbot.node.payments"),
-        "node/market.py and node/payments.py (publish, search, buy, install over the network)",
+        ("bitterbot.node.p2p.host", "bitterbot.node.market", "bitterbot.node.pay.service"),
+        "node/market.py and node/pay/service.py (publish, search, buy, install over the network)",
     ),
     "cheaters": Kind(
         "bitterbot.simnet.run_cheaters",
-        ("bitterbot.protocol.channel", "bitterbot.node.payments"),
-        "protocol/channel.py and node/payments.py (payment channels)",
+        ("bitterbot.protocol.channel", "bitterbot.node.pay.service"),
+        "protocol/channel.py and node/pay/service.py (payment channels)",
     ),
 }
 

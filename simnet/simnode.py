@@ -1,6 +1,6 @@
 """One simnet node: the real node parts (identity, LMDB store, P2PHost) in a worker.
 
-The node is the same :class:`~bitterbot.node.p2p.P2PHost` a user runs, with its own home
+The node is the same :class:`~bitterbot.node.p2p.host.P2PHost` a user runs, with its own home
 (key file and LMDB environment) so a kill and a restart behave like a crash and a reboot.
 What the coordinator can ask a node to do are its ``action_*`` methods; each validates its
 arguments (they come over the control channel) and returns plain data.
@@ -82,7 +82,7 @@ class SimNode(RepActions, PayActions, MarketActions):
         return self.home.identity(create=False)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        from bitterbot.node.p2p import P2PConfig, P2PHost
+        from bitterbot.node.p2p.host import P2PConfig, P2PHost
         from bitterbot.node.store import Store
 
         identity = self._identity()

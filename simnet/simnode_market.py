@@ -43,8 +43,8 @@ def calculator_package(identity: Any, name: str, version: str = "1.0.0", price: 
 def altering_market_class() -> type:
     """A Market that serves every package, paid (encrypted) ones too, with one byte flipped
     (right size, wrong hash)."""
-    from bitterbot.node.framing import frame
     from bitterbot.node.market import Market
+    from bitterbot.node.p2p.framing import frame
     from bitterbot.protocol import transfer
 
     class AlteringMarket(Market):

@@ -1,4 +1,4 @@
-"""Payment actions of a simnet node (node/payments.py on the node's P2PHost).
+"""Payment actions of a simnet node (node/pay/service.py on the node's P2PHost).
 
 Payments start through the real node starter on the node's shared context (see
 :func:`bitterbot.simnet.simnode_market.shared_context`), with ``pay.ledger_path`` pointing
@@ -25,9 +25,9 @@ class PayActions:
     p2p: Any
 
     async def start_payments(self, nursery: trio.Nursery, store: Any, identity: Any) -> None:
-        """Start payments as a real node does (:func:`bitterbot.node.payments.start_payments`)
+        """Start payments as a real node does (:func:`bitterbot.node.pay.service.start_payments`)
         on the context the node's market shares, so the market sells and buys through them."""
-        from bitterbot.node.payments import start_payments
+        from bitterbot.node.pay.service import start_payments
 
         ctx = shared_context(self, store, identity)
         await start_payments(ctx, nursery)
@@ -57,7 +57,7 @@ class PayActions:
 
     async def action_cheat(self, peer: str, honest: int) -> dict[str, Any]:
         """Adversary: pay ``honest`` once, then send every cheating voucher kind."""
-        from bitterbot.node.payments import attempt_cheats
+        from bitterbot.node.pay.service import attempt_cheats
 
         result: dict[str, Any] = await attempt_cheats(
             self._need_pay(), str(peer), honest=int(honest)
@@ -82,7 +82,7 @@ class PayActions:
 
     async def action_sales(self) -> dict[str, int]:
         """The seller's books: licenses sold and their total amount (``pay.sold`` records)."""
-        from bitterbot.node.pay_core import SOLD
+        from bitterbot.node.pay.core import SOLD
 
         pay = self._need_pay()
         with pay.store.read() as txn:

@@ -1,6 +1,6 @@
-"""Reputation actions of a simnet node (node/reputation.py running on the node's P2PHost).
+"""Reputation actions of a simnet node (node/rep/service.py running on the node's P2PHost).
 
-Honest actions go through the node's own :class:`~bitterbot.node.reputation.Reputation`.
+Honest actions go through the node's own :class:`~bitterbot.node.rep.service.Reputation`.
 The one adversary action, :meth:`RepActions.action_sybil_flood`, mints fresh identities
 and stores their signed attestations in this node's ledger. Gossip only carries a peer's
 own attestations (the validator checks the attester is the publishing peer), so the flood
@@ -27,7 +27,7 @@ class RepActions:
     _rep_changed: trio.Event
 
     async def start_reputation(self, nursery: trio.Nursery, store: Any, identity: Any) -> None:
-        from bitterbot.node.reputation import RepConfig, Reputation
+        from bitterbot.node.rep.service import RepConfig, Reputation
 
         roots = [bytes.fromhex(r) for r in self.options.get("rep_roots", [])]  # type: ignore[attr-defined]
         config = RepConfig(
@@ -122,7 +122,7 @@ class RepActions:
 
     async def action_rep_mesh(self) -> dict[str, int]:
         """Sizes of this node's view of the reputation topic: mesh, subscribers, connections."""
-        from bitterbot.node.reputation import TOPIC
+        from bitterbot.node.rep.service import TOPIC
 
         return {
             "mesh": len(self.p2p.mesh_peers(TOPIC)),

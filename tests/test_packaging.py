@@ -41,5 +41,6 @@ def test_the_wheel_holds_the_four_packages_and_their_data_and_nothing_generic(
         assert data in names, data
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
-        "bitterbot = bitterbot.node.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+        "bitterbot = bitterbot.node.cli.main:main"
+        in zipfile.ZipFile(wheel).read(entry_points).decode()
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from bitterbot.node.cli import cli
-from bitterbot.node.cli_common import bench
+from bitterbot.node.cli.common import bench
+from bitterbot.node.cli.main import cli
 from bitterbot.node.config import SETTINGS
 
 ROOT = Path(__file__).parents[1]
@@ -63,7 +63,7 @@ def test_spec_lists_every_protocol_id_the_code_serves() -> None:
     from bitterbot.protocol import transfer
 
     ids = [transfer.PROTOCOL_ID]
-    for module in ("bitterbot.node.payments", "bitterbot.node.reputation"):
+    for module in ("bitterbot.node.pay.service", "bitterbot.node.rep.service"):
         mod = __import__(module, fromlist=["PROTOCOL_ID"])
         ids.extend(
             v

@@ -32,7 +32,7 @@ from bitterbot.agent.ollama_backend import (
     OllamaBackend,
     OllamaUnreachableError,
 )
-from bitterbot.node.api import serve_api
+from bitterbot.node.api.app import serve_api
 
 SETTINGS: dict[str, Any] = {
     "agent.model": "smollm2",

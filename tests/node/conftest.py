@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from bitterbot.node.home import Home
-from bitterbot.node.p2p import P2PConfig, P2PHost
+from bitterbot.node.p2p.host import P2PConfig, P2PHost
 from bitterbot.node.store import Store
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bitterbot.node.api import build_app
+from bitterbot.node.api.app import build_app
 from bitterbot.node.config import load_settings
 from bitterbot.node.home import Home
 from bitterbot.node.service import NodeService

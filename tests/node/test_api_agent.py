@@ -15,7 +15,7 @@ import trio
 from bitterbot.agent.fake_backend import FakeBackend
 from bitterbot.agent.models import embedded_gguf_path
 from bitterbot.agent.runtime import AgentRuntime
-from bitterbot.node.api import build_app, serve_api
+from bitterbot.node.api.app import build_app, serve_api
 from bitterbot.node.config import load_settings
 from bitterbot.node.context import NodeContext
 from bitterbot.node.home import Home
@@ -235,7 +235,7 @@ async def test_node_service_with_the_agent_starter_answers_ask(
     import os
     import sys
 
-    from bitterbot.node.api_agent import start_agent
+    from bitterbot.node.agent_service import start_agent
     from bitterbot.node.service import NodeService
 
     settings = load_settings(
@@ -257,7 +257,7 @@ async def test_node_service_with_the_agent_starter_answers_ask(
             [
                 sys.executable,
                 "-c",
-                "from bitterbot.node.cli import main; main()",
+                "from bitterbot.node.cli.main import main; main()",
                 "ask",
                 "--json",
                 "--model",

@@ -15,10 +15,10 @@ from bitterbot.agent.docs_index import ingest
 from bitterbot.agent.docs_vectors import get_static_encoder
 from bitterbot.agent.fake_backend import FakeBackend
 from bitterbot.agent.runtime import AgentRuntime
-from bitterbot.node.api import build_app, serve_api
-from bitterbot.node.api_docs import docs_index
+from bitterbot.node.api.app import build_app, serve_api
 from bitterbot.node.config import load_settings
 from bitterbot.node.context import NodeContext
+from bitterbot.node.docs_store import docs_index
 from bitterbot.node.home import Home
 from bitterbot.node.store import Store
 
@@ -141,7 +141,7 @@ async def test_docs_ask_goes_through_the_running_node(
 ) -> None:
     from click.testing import CliRunner
 
-    from bitterbot.node.cli import cli
+    from bitterbot.node.cli.main import cli
 
     token = ctx.home.api_token()
     stop = trio.Event()

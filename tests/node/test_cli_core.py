@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bitterbot.node.home import Home
-from bitterbot.node.peer import peer_id_of
+from bitterbot.node.p2p.peer_id import peer_id_of
 
 
 def run(
@@ -17,7 +17,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "BITTERBOT_HOME": str(home), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-c", "from bitterbot.node.cli import main; main()", *args],
+        [sys.executable, "-c", "from bitterbot.node.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         env=full_env,

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from bitterbot.agent.docs_vectors import get_static_encoder
-from bitterbot.node.cli import cli
-from bitterbot.node.cli_common import CliContext
-from bitterbot.node.cli_docs import open_index
+from bitterbot.node.cli.common import CliContext
+from bitterbot.node.cli.docs import open_index
+from bitterbot.node.cli.main import cli
 from bitterbot.protocol.errors import NotFoundError, ValidationError
 
 NOTES = """Project Falcon notes
@@ -146,7 +146,7 @@ def test_bench_ingest_prints_its_numbers(tmp_path: Path) -> None:
 
 def test_errors_are_printed_with_what_to_do(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
+        [sys.executable, "-c", "from bitterbot.node.cli.main import main; main()"]
         + ["docs", "remove", str(tmp_path / "never-added.txt")],
         capture_output=True,
         text=True,

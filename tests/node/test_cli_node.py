@@ -15,7 +15,7 @@ import pytest
 
 from bitterbot.node.home import Home
 
-CLI = [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
+CLI = [sys.executable, "-c", "from bitterbot.node.cli.main import main; main()"]
 LOCAL = ["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]
 
 

@@ -20,7 +20,7 @@ CLINC = Path(__file__).resolve().parents[2].parent / "shared/data/clinc150/train
 
 def run(*args: str, home: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from bitterbot.node.cli import main; main()", *args],
+        [sys.executable, "-c", "from bitterbot.node.cli.main import main; main()", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -120,7 +120,7 @@ async def test_terminal_confirmation_shows_the_payload_and_refuses_without_a_tty
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from bitterbot.agent.orchestrator import CloudPreview
-    from bitterbot.node.cli_router import confirm_on_terminal
+    from bitterbot.node.cli.router import confirm_on_terminal
 
     preview = CloudPreview(
         [{"role": "user", "content": "write to [EMAIL_1]"}], 123, {"EMAIL": 1}, 45, "http://p", "m"

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bitterbot.node.api import build_app
+from bitterbot.node.api.app import build_app
 from bitterbot.node.config import load_settings
 from bitterbot.node.context import NodeContext
 from bitterbot.node.home import Home
@@ -24,7 +24,7 @@ from bitterbot.protocol.skillpkg import build_package, sign_package
 def bb(*args: str, home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BITTERBOT_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-c", "from bitterbot.node.cli import main; main()", *args],
+        [sys.executable, "-c", "from bitterbot.node.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -176,3 +176,39 @@ async def test_api_lists_runs_installs_and_removes_skills(api, tmp_path: Path) -
         "file-search",
         "summarize",
     }
+
+
+async def test_api_install_applies_the_reputation_gate_like_the_cli(api, tmp_path: Path) -> None:
+    """The bug of issue 15: ``POST /v1/skills/install`` used to skip the reputation gate."""
+    from bitterbot.node.rep.service import reputation_of
+    from bitterbot.node.skills_store import packages_dir
+
+    client, ctx = api
+    files = {
+        "SKILL.md": b"---\nname: shady\ndescription: Demo.\n---\nHi {{input}}\n",
+        "bitterbot.toml": b'version = "1.0.0"\n',
+    }
+    pkg = sign_package(build_package(files), Identity.generate(), 1)
+    reputation_of(ctx).flag(pkg.id, b"\x00" * 32, "it exfiltrates ~/.ssh")  # our own flag
+
+    refused = await client.post("/v1/skills/install?accept=declared", content=pkg.to_bytes())
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "install_refused"
+    assert "shady" not in {r["name"] for r in (await client.get("/v1/skills")).json()}
+    assert not (packages_dir(ctx.home.path) / f"{pkg.id}.bbskill").exists()
+
+    forced = await client.post(
+        "/v1/skills/install?accept=declared&ignore_reputation=1", content=pkg.to_bytes()
+    )
+    assert forced.status_code == 201, forced.text
+    assert forced.json()["name"] == "shady" and forced.json()["seeding"] is None  # no network
+    # kept by ID, as a CLI install keeps it, so `skill install ID` and the market find it
+    assert (packages_dir(ctx.home.path) / f"{pkg.id}.bbskill").read_bytes() == pkg.to_bytes()
+
+
+async def test_api_maps_skill_errors_to_4xx_and_missing_parts_to_503(api) -> None:
+    client, _ctx = api
+    broken = await client.post("/v1/skills/install?accept=declared", content=b"not a package")
+    assert 400 <= broken.status_code < 500, broken.text
+    market = await client.get("/v1/market/status")
+    assert market.status_code == 503 and market.json()["error"]["code"] == "market_not_running"

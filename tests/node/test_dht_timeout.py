@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from libp2p.kad_dht import kad_dht, peer_routing, provider_store
 
-from bitterbot.node.p2p import P2PConfig, P2PHost
+from bitterbot.node.p2p.host import P2PConfig, P2PHost
 from bitterbot.protocol.identity import Identity
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bitterbot.node.home import Home
-from bitterbot.node.peer import peer_id_of
+from bitterbot.node.p2p.peer_id import peer_id_of
 from bitterbot.protocol.errors import HomeError
 
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import trio
 
-from bitterbot.node.p2p import NET_PROTOCOL
-from bitterbot.node.p2p_peers import PeerAddr
+from bitterbot.node.p2p.host import NET_PROTOCOL
+from bitterbot.node.p2p.peers import PeerAddr
 from bitterbot.protocol.catalog import package_key
 from bitterbot.protocol.skillpkg import content_id
 

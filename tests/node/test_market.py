@@ -18,10 +18,10 @@ import trio
 from bitterbot.agent.skills import SkillManager, accept_declared, read_folder
 from bitterbot.node.config import load_settings
 from bitterbot.node.context import NodeContext
-from bitterbot.node.framing import frame as frame_bytes
 from bitterbot.node.home import Home
 from bitterbot.node.market import BAN_THRESHOLD, Market
-from bitterbot.node.p2p import P2PConfig, P2PHost
+from bitterbot.node.p2p.framing import frame as frame_bytes
+from bitterbot.node.p2p.host import P2PConfig, P2PHost
 from bitterbot.node.skills_store import LmdbSkillRecords
 from bitterbot.node.store import Store
 from bitterbot.protocol import transfer

@@ -18,7 +18,7 @@ import trio
 from bitterbot.agent.skills import read_folder
 from bitterbot.node.config import load_settings
 from bitterbot.node.market import start_market
-from bitterbot.node.payments import start_payments
+from bitterbot.node.pay.service import start_payments
 from bitterbot.node.service import NodeService
 from bitterbot.protocol.errors import BitterbotError
 from bitterbot.protocol.skillpkg import build_package, sign_package

@@ -8,7 +8,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitterbot.node.p2p import NET_PROTOCOL
+from bitterbot.node.p2p.host import NET_PROTOCOL
 from bitterbot.protocol.errors import BitterbotError, DecodeError, NetworkError
 
 
@@ -192,7 +192,7 @@ async def test_own_messages_flood_to_every_subscriber_forwarded_ones_follow_the_
 async def test_streams_carry_frames_and_refuse_oversize_ones(p2p_factory, wait_until):
     import pytest
 
-    from bitterbot.node import framing
+    from bitterbot.node.p2p import framing
 
     proto = "/bitterbot/echo-test/1.0.0"
     seen: list[object] = []
@@ -314,7 +314,7 @@ class _BytesStream:
 async def test_framing_round_trips_and_checks_the_length_before_the_body():
     import pytest
 
-    from bitterbot.node import framing
+    from bitterbot.node.p2p import framing
 
     out = _BytesStream(b"")
     await framing.write_frame(out, b"a" * 300)
@@ -340,7 +340,7 @@ async def test_framing_round_trips_and_checks_the_length_before_the_body():
 async def test_framing_times_out_on_a_peer_that_stalls():
     import pytest
 
-    from bitterbot.node import framing
+    from bitterbot.node.p2p import framing
 
     class Stalled(_BytesStream):
         async def read(self, n=None):
@@ -353,7 +353,7 @@ async def test_framing_times_out_on_a_peer_that_stalls():
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=64))
 def test_framing_never_fails_on_arbitrary_bytes_with_a_foreign_error(data):
-    from bitterbot.node import framing
+    from bitterbot.node.p2p import framing
 
     async def read():
         try:

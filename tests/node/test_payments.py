@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitterbot.node.home import Home
-from bitterbot.node.ledger_backend import LedgerBackend
-from bitterbot.node.payments import (
+from bitterbot.node.p2p.peer_id import peer_id_from_public_key
+from bitterbot.node.pay.ledger import LedgerBackend
+from bitterbot.node.pay.service import (
     CHANNELS,
     SOLD,
     NoLicenseError,
@@ -25,7 +26,6 @@ from bitterbot.node.payments import (
     find_license,
     open_databases,
 )
-from bitterbot.node.peer import peer_id_from_public_key
 from bitterbot.node.store import Store
 from bitterbot.protocol import channel as ch
 from bitterbot.protocol import paidpkg
@@ -243,9 +243,9 @@ from pathlib import Path
 import trio
 from bitterbot.node.home import Home
 from bitterbot.node.store import Store
-from bitterbot.node.p2p import P2PConfig, P2PHost
-from bitterbot.node.ledger_backend import LedgerBackend
-from bitterbot.node.payments import Payments
+from bitterbot.node.p2p.host import P2PConfig, P2PHost
+from bitterbot.node.pay.ledger import LedgerBackend
+from bitterbot.node.pay.service import Payments
 
 async def main(home, ledger, role, target):
     h = Home(Path(home)).ensure()
@@ -321,7 +321,7 @@ async def test_payee_killed_right_after_acknowledging_keeps_the_voucher(
 
 def _open_store(path: Path) -> Store:
     store = Store(path)
-    open_databases(store, (CHANNELS, SOLD))  # see pay_core.open_databases
+    open_databases(store, (CHANNELS, SOLD))  # see pay.core.open_databases
     return store
 
 
@@ -384,9 +384,9 @@ async def test_cli_and_api_open_buy_status_close_on_running_nodes(
 
     from click.testing import CliRunner
 
-    from bitterbot.node.cli import cli
+    from bitterbot.node.cli.main import cli
     from bitterbot.node.config import load_settings
-    from bitterbot.node.payments import start_payments
+    from bitterbot.node.pay.service import start_payments
     from bitterbot.node.service import NodeService
 
     services = []
@@ -442,7 +442,7 @@ async def test_api_refuses_float_amounts_and_reports_payments_not_running(
 ) -> None:
     import httpx
 
-    from bitterbot.node.api import build_app
+    from bitterbot.node.api.app import build_app
     from bitterbot.node.config import load_settings
     from bitterbot.node.context import NodeContext
 
@@ -566,7 +566,7 @@ async def test_unacknowledged_vouchers_are_resent_before_the_next_payment(
 async def test_a_peer_cannot_pile_up_channels_without_deposits(
     tmp_path: Path, ledger: LedgerBackend
 ) -> None:
-    from bitterbot.node.pay_seller import MAX_UNFUNDED_PER_PEER
+    from bitterbot.node.pay.seller import MAX_UNFUNDED_PER_PEER
 
     payee_id, payer = Identity.generate(), Identity.generate()
     store = Store(tmp_path / "payee")
@@ -598,12 +598,14 @@ async def test_a_peer_cannot_pile_up_channels_without_deposits(
     store.close()
 
 
-OUR_MODULES = {"errors", "channel", "settlement", "license", "paidpkg", "ledger_backend"}
-OUR_MODULES |= {"pay_core", "pay_seller", "pay_buyer", "payments", "api_pay"}
+OUR_MODULES = {"errors", "channel", "settlement", "license", "paidpkg"}
+OUR_MODULES = {f"bitterbot.protocol.{m}" for m in OUR_MODULES}
+OUR_MODULES |= {"bitterbot.node.pay.ledger", "bitterbot.node.pay.core", "bitterbot.node.pay.seller"}
+OUR_MODULES |= {"bitterbot.node.pay.buyer", "bitterbot.node.pay.service", "bitterbot.node.api.pay"}
 
 
 def test_every_payment_error_code_is_documented_in_spec() -> None:
-    import bitterbot.node.payments  # noqa: F401  (defines the node-side errors)
+    import bitterbot.node.pay.service  # noqa: F401  (defines the node-side errors)
     import bitterbot.protocol.paidpkg  # noqa: F401
     import bitterbot.protocol.settlement  # noqa: F401
     from bitterbot.protocol.errors import PaymentError
@@ -613,7 +615,7 @@ def test_every_payment_error_code_is_documented_in_spec() -> None:
     todo, codes = [PaymentError], set()
     while todo:
         cls = todo.pop()
-        if cls.__module__.split(".")[-1] in OUR_MODULES:
+        if cls.__module__ in OUR_MODULES:
             codes.add(cls.code)
         todo.extend(cls.__subclasses__())
     codes.add("publisher_key_missing")  # raised with code=, no own class
@@ -750,7 +752,7 @@ async def test_without_require_deposit_an_unfunded_channel_is_accepted(
 
 
 def test_a_peer_can_only_report_payment_errors() -> None:
-    from bitterbot.node.pay_core import remote_error
+    from bitterbot.node.pay.core import remote_error
     from bitterbot.protocol.errors import ConfigError
 
     forged = remote_error({"code": "voucher_forged", "message": "no"})

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitterbot.node.home import Home
-from bitterbot.node.p2p import P2PConfig, P2PHost
-from bitterbot.node.peer import peer_id_of
-from bitterbot.node.reputation import (
+from bitterbot.node.p2p.host import P2PConfig, P2PHost
+from bitterbot.node.p2p.peer_id import peer_id_of
+from bitterbot.node.rep.service import (
     COPY_WINDOW_MS,
     TOPIC,
     InstallRefused,
@@ -277,7 +277,7 @@ def cli(*args: str, home: Path) -> Any:
     """Run the CLI in-process (click's runner); the error path is checked in a subprocess."""
     from click.testing import CliRunner
 
-    from bitterbot.node.cli import cli as root
+    from bitterbot.node.cli.main import cli as root
 
     result = CliRunner().invoke(root, ["--home", str(home), *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -311,7 +311,7 @@ def test_cli_rates_flags_vouches_and_explains(tmp_path: Path) -> None:
     import sys
 
     bad = subprocess.run(
-        [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
+        [sys.executable, "-c", "from bitterbot.node.cli.main import main; main()"]
         + ["rep", "trust", "not-a-peer"],
         capture_output=True,
         text=True,
@@ -324,7 +324,7 @@ def test_cli_rates_flags_vouches_and_explains(tmp_path: Path) -> None:
 async def test_api_creates_and_explains_attestations(tmp_path: Path) -> None:
     import httpx
 
-    from bitterbot.node.api import build_app
+    from bitterbot.node.api.app import build_app
     from bitterbot.node.config import load_settings
     from bitterbot.node.context import NodeContext
 
@@ -361,7 +361,7 @@ async def test_start_reputation_publishes_what_the_cli_saved_while_offline(
 ) -> None:
     from bitterbot.node.config import load_settings
     from bitterbot.node.context import NodeContext
-    from bitterbot.node.reputation import check_install, start_reputation
+    from bitterbot.node.rep.service import check_install, start_reputation
 
     peer, rpeer = await rep_factory("peer")
     home = Home(tmp_path / "offline").ensure()
@@ -395,8 +395,8 @@ async def test_start_reputation_publishes_what_the_cli_saved_while_offline(
 async def test_sync_keeps_valid_attestations_and_drops_forged_or_oversize_pages(
     rep_factory, tmp_path, nursery, dial_addr
 ) -> None:
-    from bitterbot.node.framing import encode_varint, write_message
-    from bitterbot.node.reputation import SYNC_PROTOCOL
+    from bitterbot.node.p2p.framing import encode_varint, write_message
+    from bitterbot.node.rep.service import SYNC_PROTOCOL
     from bitterbot.protocol.errors import TooLargeError
 
     node, rnode = await rep_factory("node")
@@ -431,7 +431,7 @@ async def test_sync_keeps_valid_attestations_and_drops_forged_or_oversize_pages(
         await rnode.sync_with(node, rogue.peer_id)
     assert rnode.ledger.count() == 2
     # a malformed request to an honest node: the stream is reset, nothing is sent
-    from bitterbot.node.framing import read_message
+    from bitterbot.node.p2p.framing import read_message
     from bitterbot.protocol.errors import NetworkError
 
     stream = await rogue.open_stream(node.peer_id, SYNC_PROTOCOL)
@@ -459,7 +459,7 @@ import sys
 from pathlib import Path
 from bitterbot.node.home import Home
 from bitterbot.node.store import Store
-from bitterbot.node.reputation import Reputation
+from bitterbot.node.rep.service import Reputation
 home = Home(Path({str(tmp_path / "home")!r})).ensure()
 rep = Reputation(Store(home.db_path), home.identity())
 i = 0
@@ -506,7 +506,7 @@ while True:
     )
 )
 def test_sync_messages_of_any_shape_raise_only_typed_errors(msg: Any) -> None:
-    from bitterbot.node.reputation import _parse_sync_page, _parse_sync_request
+    from bitterbot.node.rep.service import _parse_sync_page, _parse_sync_request
     from bitterbot.protocol.errors import BitterbotError
 
     for parse in (_parse_sync_request, _parse_sync_page):
@@ -525,7 +525,7 @@ async def test_running_node_picks_up_cli_statements_and_serves_them_over_http(
     import httpx
 
     from bitterbot.node.config import load_settings
-    from bitterbot.node.reputation import start_reputation
+    from bitterbot.node.rep.service import start_reputation
     from bitterbot.node.service import NodeService
 
     home_path = tmp_path / "home"
@@ -545,7 +545,7 @@ async def test_running_node_picks_up_cli_statements_and_serves_them_over_http(
     service = NodeService(settings, starters=[starter])
     info = await nursery.start(service.run)
     out = await trio.run_process(
-        [sys.executable, "-c", "from bitterbot.node.cli import main; main()"]
+        [sys.executable, "-c", "from bitterbot.node.cli.main import main; main()"]
         + ["rep", "rate", "pkg:live", "4", "--text", "ok"],
         capture_stdout=True,
         capture_stderr=True,
@@ -591,7 +591,7 @@ async def test_statements_too_old_for_gossip_wait_for_sync_instead(rep_factory, 
 def test_spec_documents_every_kind_and_reputation_protocol_id() -> None:
     from pathlib import Path
 
-    from bitterbot.node.reputation import SYNC_PROTOCOL, TOPIC
+    from bitterbot.node.rep.service import SYNC_PROTOCOL, TOPIC
 
     spec = (Path(__file__).parents[2] / "SPEC.md").read_text(encoding="utf-8")
     section = spec[spec.index("## 11. Reputation") : spec.index("## 12.")]

@@ -120,7 +120,7 @@ async def test_p2p_bootstrap_retries_an_unreachable_seed_and_joins_once_it_is_up
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     seed_home = Home(tmp_path / "seed").ensure()
-    from bitterbot.node.peer import peer_id_of
+    from bitterbot.node.p2p.peer_id import peer_id_of
 
     seed_id = peer_id_of(seed_home.identity())
     addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{seed_id}"

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from bitterbot.node.cli import cli
+from bitterbot.node.cli.main import cli
 from bitterbot.simnet.run import run_scenario
 from bitterbot.simnet.scenarios import parse
 

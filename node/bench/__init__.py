@@ -1,0 +1,1 @@
+"""Benchmark commands (``bitterbot bench ...``): each prints numbers, JSON with ``--json``."""

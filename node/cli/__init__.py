@@ -1,0 +1,1 @@
+"""The ``bitterbot`` command line: one module per noun; each command parses, calls, prints."""

@@ -1,0 +1,1 @@
+"""Payments on a node: channels, vouchers, licenses, buyer and seller, settlement backends."""

@@ -1,0 +1,1 @@
+"""Reputation on a node: attestation ledger, gossip, trust scoring, the install gate."""
