@@ -13,8 +13,8 @@ from typing import Any
 
 import trio
 
+from bitterbot.node.p2p.errors import ignore_libp2p_errors, libp2p_errors
 from bitterbot.node.p2p.peers import PeerAddr, parse_multiaddr
-from bitterbot.node.p2p.stream import describe_error, is_libp2p_error
 from bitterbot.protocol.errors import BitterbotError, NetworkError, TooLargeError, ValidationError
 
 logger = logging.getLogger(__name__)
@@ -192,13 +192,13 @@ class DhtMixin:
 
         async def ask(peer: Any, nursery: trio.Nursery) -> None:
             with trio.move_on_after(self.config.query_timeout_s):
-                try:
+                answered = False  # one peer's failure is not the lookup's
+                with ignore_libp2p_errors(f"providers from {peer}"):
                     providers, _closer = await store._get_providers_from_peer_with_closers(
                         peer, key
                     )
-                except Exception as exc:  # noqa: BLE001 - one peer's failure is not the lookup's
-                    if not is_libp2p_error(exc) and not isinstance(exc, OSError):
-                        raise
+                    answered = True
+                if not answered:
                     return
                 for info in providers or []:
                     store.add_provider(key, info)
@@ -257,17 +257,16 @@ class DhtMixin:
 
             async def ask(peer: Any) -> None:
                 with trio.move_on_after(VALUE_QUERY_TIMEOUT_S):
-                    try:
+                    # a bad record or a failed peer: skip it
+                    with ignore_libp2p_errors(f"get_value {key} from {peer}", also=(ValueError,)):
                         value = await self._dht.value_store._get_from_peer(peer, key_bytes)
                         if isinstance(value, bytes) and value:
-                            validator.validate(key, value)
+                            try:
+                                validator.validate(key, value)
+                            except BitterbotError as exc:
+                                logger.debug("get_value %s from %s: %s", key, peer, exc)
+                                return
                             candidates.append(value)
-                    except Exception as exc:  # a bad record or a failed peer: skip it
-                        if not is_libp2p_error(exc) and not isinstance(
-                            exc, BitterbotError | ValueError | OSError
-                        ):
-                            raise
-                        logger.debug("get_value %s from %s: %r", key, peer, exc)
 
             async with trio.open_nursery() as nursery:
                 for peer in peers:
@@ -303,17 +302,10 @@ class DhtMixin:
         started = time.perf_counter()
         ok = False
         try:
-            result = await work
+            with libp2p_errors(f"DHT {op} failed"):
+                result = await work
             ok = True
             return result
-        except BitterbotError:
-            raise
-        except ValueError:
-            raise
-        except Exception as exc:
-            if not is_libp2p_error(exc) and not isinstance(exc, OSError):
-                raise
-            raise NetworkError(f"DHT {op} failed: {describe_error(exc)}") from exc
         finally:
             if self.observer is not None:
                 self.observer(op, time.perf_counter() - started, ok)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import trio
 
+from bitterbot.node.p2p.errors import libp2p_errors
 from bitterbot.protocol import codec
 from bitterbot.protocol.codec import encode_uvarint as encode_varint
 from bitterbot.protocol.errors import DecodeError, NetworkError, TooLargeError
@@ -26,6 +27,9 @@ from bitterbot.protocol.errors import DecodeError, NetworkError, TooLargeError
 DEFAULT_MAX_FRAME = 1024 * 1024
 DEFAULT_TIMEOUT_S = 10.0
 MAX_VARINT_BYTES = 5
+
+
+RETRY_HINT = "retry, or try another peer"
 
 
 class ByteStream(Protocol):
@@ -52,22 +56,10 @@ def frame(data: bytes) -> bytes:
 
 
 async def _read_some(stream: ByteStream, n: int) -> bytes:
-    try:
+    with libp2p_errors("the stream failed", error=StreamClosed, hint=RETRY_HINT):
         chunk = await stream.read(n)
-    except StreamClosed:
-        raise
-    except (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise StreamClosed("the peer closed the stream", hint="retry, or try another peer") from exc
-    except Exception as exc:
-        # libp2p's StreamError family (reset, EOF, muxer errors) has no common base we can
-        # import without libp2p; every exception reaching here comes from the stream.
-        if type(exc).__module__.startswith("libp2p"):
-            raise StreamClosed(
-                f"stream failed: {type(exc).__name__}", hint="retry, or try another peer"
-            ) from exc
-        raise
     if not chunk:
-        raise StreamClosed("the peer closed the stream", hint="retry, or try another peer")
+        raise StreamClosed("the peer closed the stream", hint=RETRY_HINT)
     return chunk
 
 
@@ -118,14 +110,8 @@ async def write_frame(
     if len(data) > max_size:
         raise FrameTooLarge(f"frame of {len(data)} bytes is over the limit of {max_size}")
     with trio.move_on_after(timeout) as scope:
-        try:
+        with libp2p_errors("the stream failed", error=StreamClosed, hint=RETRY_HINT):
             await stream.write(frame(data))
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise StreamClosed("the peer closed the stream") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("libp2p"):
-                raise StreamClosed(f"stream failed: {type(exc).__name__}") from exc
-            raise
         return
     assert scope.cancelled_caught
     raise FrameTimeout(f"could not send a frame within {timeout:g} s", hint="the peer is too slow")

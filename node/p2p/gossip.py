@@ -16,8 +16,8 @@ from typing import Any
 
 import trio
 
-from bitterbot.node.p2p.stream import describe_error, is_libp2p_error
-from bitterbot.protocol.errors import BitterbotError, NetworkError, TooLargeError, ValidationError
+from bitterbot.node.p2p.errors import ignore_libp2p_errors, libp2p_errors
+from bitterbot.protocol.errors import BitterbotError, TooLargeError, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -132,12 +132,8 @@ class GossipMixin:
         if self._pubsub is None or topic not in self._pubsub.topic_ids:
             return
         self._pubsub.remove_topic_validator(topic)
-        try:
+        with ignore_libp2p_errors(f"unsubscribe {topic}"):
             await self._pubsub.unsubscribe(topic)
-        except Exception as exc:
-            if not is_libp2p_error(exc) and not isinstance(exc, OSError | trio.BrokenResourceError):
-                raise
-            logger.debug("unsubscribe %s: %r", topic, exc)
 
     async def publish(self, topic: str, data: bytes) -> None:
         """Publish ``data`` on ``topic`` (signed by this node). Our own topic validator runs
@@ -147,12 +143,8 @@ class GossipMixin:
             raise TooLargeError(
                 f"gossip message of {len(data)} bytes, limit {self.config.max_gossip_bytes}"
             )
-        try:
+        with libp2p_errors(f"publish on {topic} failed"):
             await self._pubsub.publish(topic, data)
-        except Exception as exc:
-            if not is_libp2p_error(exc) and not isinstance(exc, OSError | trio.BrokenResourceError):
-                raise
-            raise NetworkError(f"publish on {topic} failed: {describe_error(exc)}") from exc
 
     def topic_peers(self, topic: str) -> list[str]:
         """Peers known to be subscribed to ``topic``."""

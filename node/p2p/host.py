@@ -31,6 +31,7 @@ from typing import Any
 import trio
 
 from bitterbot.node.p2p.dht import MAX_VALUE_BYTES, PROVIDERS_DB, DhtMixin
+from bitterbot.node.p2p.errors import describe_error, ignore_libp2p_errors, libp2p_errors
 from bitterbot.node.p2p.gossip import (
     GOSSIP_HEARTBEAT_S,
     GOSSIP_RATE_PER_TOPIC,
@@ -47,14 +48,7 @@ from bitterbot.node.p2p.peers import (
     parse_multiaddr,
     parse_peer_addr,
 )
-from bitterbot.node.p2p.stream import (
-    P2PStream,
-    describe_error,
-    find_bitterbot_error,
-    is_libp2p_error,
-    quietly,
-    to_peer_id,
-)
+from bitterbot.node.p2p.stream import P2PStream, find_bitterbot_error, quietly, to_peer_id
 from bitterbot.node.store import Store
 from bitterbot.protocol.errors import BitterbotError, NetworkError, ValidationError
 from bitterbot.protocol.identity import Identity
@@ -187,14 +181,8 @@ class P2PHost(DhtMixin, GossipMixin):
     async def _close_host(self) -> None:
         """Close connections and listeners (leaving host.run() alone keeps them open)."""
         with trio.move_on_after(3):
-            try:
+            with ignore_libp2p_errors("closing the host", also=(trio.TrioInternalError,)):
                 await self._host.close()
-            except Exception as exc:
-                if not is_libp2p_error(exc) and not isinstance(
-                    exc, OSError | trio.TrioInternalError
-                ):
-                    raise
-                logger.debug("closing the host: %r", exc)
 
     def _build(self) -> None:
         set_query_timeout(self.config.query_timeout_s)
@@ -398,15 +386,11 @@ class P2PHost(DhtMixin, GossipMixin):
         if unblock is not None:
             unblock(info.peer_id)
         with trio.move_on_after(self.config.dial_timeout_s) as scope:
-            try:
+            with libp2p_errors(
+                f"cannot reach {peer.peer_id} at {', '.join(peer.addrs)}",
+                hint="check the address and that the peer is running",
+            ):
                 await self._host.connect(info)
-            except Exception as exc:
-                if not is_libp2p_error(exc) and not isinstance(exc, OSError):
-                    raise
-                raise NetworkError(
-                    f"cannot reach {peer.peer_id} at {', '.join(peer.addrs)}: {describe_error(exc)}",
-                    hint="check the address and that the peer is running",
-                ) from exc
         if scope.cancelled_caught:
             raise NetworkError(
                 f"cannot reach {peer.peer_id}: no answer within {self.config.dial_timeout_s:g} s",
@@ -478,16 +462,12 @@ class P2PHost(DhtMixin, GossipMixin):
             return  # a full table needs no walk every round (it costs dozens of lookups)
         self._last_walk = now
         with trio.move_on_after(30):
-            try:
+            with ignore_libp2p_errors("routing table refresh failed"):
                 await self._dht.peer_routing.find_closest_peers_network(
                     self._host.get_id().to_bytes()
                 )
                 if self.routing_table_size() < HEALTHY_TABLE:  # far buckets: one walk each
                     await self._dht.refresh_routing_table()
-            except Exception as exc:
-                if not is_libp2p_error(exc) and not isinstance(exc, OSError):
-                    raise
-                logger.debug("routing table refresh failed: %r", exc)
 
     async def _fill_connections(self) -> None:
         """Dial routing-table peers (random order) until ``min_peers`` are connected."""
@@ -564,15 +544,11 @@ class P2PHost(DhtMixin, GossipMixin):
 
         self._require_running()
         with trio.move_on_after(timeout) as scope:
-            try:
+            with libp2p_errors(
+                f"cannot open {protocol_id} to {peer_id}",
+                hint="the peer may be offline or not serve this protocol",
+            ):
                 raw = await self._host.new_stream(to_peer_id(peer_id), [TProtocol(protocol_id)])
-            except Exception as exc:
-                if not is_libp2p_error(exc) and not isinstance(exc, OSError):
-                    raise
-                raise NetworkError(
-                    f"cannot open {protocol_id} to {peer_id}: {describe_error(exc)}",
-                    hint="the peer may be offline or not serve this protocol",
-                ) from exc
             return P2PStream(raw)
         assert scope.cancelled_caught
         raise NetworkError(f"opening {protocol_id} to {peer_id} timed out after {timeout:g} s")

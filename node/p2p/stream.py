@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from bitterbot.node.p2p.errors import ignore_libp2p_errors, libp2p_errors
 from bitterbot.node.p2p.framing import StreamClosed
 from bitterbot.protocol.errors import BitterbotError, NotFoundError, first_error
 
@@ -28,24 +29,12 @@ class P2PStream:
         self.protocol: str = str(raw.get_protocol() or "")
 
     async def read(self, n: int | None = None) -> bytes:
-        try:
+        with libp2p_errors("the stream failed", error=StreamClosed):
             return bytes(await self.raw.read(n))
-        except (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise StreamClosed("the peer closed the stream") from exc
-        except Exception as exc:
-            if is_libp2p_error(exc):
-                raise StreamClosed(f"stream failed: {type(exc).__name__}") from exc
-            raise
 
     async def write(self, data: bytes) -> None:
-        try:
+        with libp2p_errors("the stream failed", error=StreamClosed):
             await self.raw.write(data)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise StreamClosed("the peer closed the stream") from exc
-        except Exception as exc:
-            if is_libp2p_error(exc):
-                raise StreamClosed(f"stream failed: {type(exc).__name__}") from exc
-            raise
 
     async def close(self) -> None:
         await quietly(self.raw.close)
@@ -68,20 +57,10 @@ class P2PStream:
             await self.reset()
 
 
-def is_libp2p_error(exc: BaseException) -> bool:
-    """True for exceptions raised by py-libp2p or multiaddr (translate them at our boundary)."""
-    return type(exc).__module__.startswith(("libp2p", "multiaddr"))
-
-
 async def quietly(fn: Callable[[], Awaitable[Any]]) -> None:
     """Close/reset a stream whose peer may be gone already; failures there are expected."""
-    try:
-        with trio.move_on_after(2):
-            await fn()
-    except Exception as exc:
-        if not is_libp2p_error(exc) and not isinstance(exc, OSError | trio.BrokenResourceError):
-            raise
-        logger.debug("stream close failed: %r", exc)
+    with ignore_libp2p_errors("stream close failed"), trio.move_on_after(2):
+        await fn()
 
 
 def to_peer_id(peer_id: str) -> Any:
@@ -96,11 +75,3 @@ def to_peer_id(peer_id: str) -> Any:
 def find_bitterbot_error(exc: BaseException) -> BitterbotError | None:
     found = first_error(exc, BitterbotError)
     return found if isinstance(found, BitterbotError) else None
-
-
-def describe_error(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if name in {"SwarmDialAllFailedError", "OpenConnectionError"}:
-        return "connection refused or no route to it"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
