@@ -156,7 +156,9 @@ SETTINGS: list[Setting] = [
         "rep.sync_interval_s", 60, "seconds between reputation catch-up syncs with peers", _as_int
     ),
     # --- payments -------------------------------------------------------------
-    Setting("pay.backend", "ledger", "settlement backend: 'ledger' (TEST MONEY only)"),
+    Setting(
+        "pay.backend", "ledger", "settlement: 'ledger' (TEST MONEY) or 'cashu:<mint URL>' (ecash)"
+    ),
     Setting("pay.ledger_path", "", "test-money ledger folder (empty: HOME/ledger; share to pool)"),
     Setting("pay.test_grant", 1_000_000, "TEST MONEY minted to a new node's account", _as_int),
     Setting("pay.default_capacity", 10_000, "capacity of new channels (smallest unit)", _as_int),

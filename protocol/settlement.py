@@ -10,14 +10,15 @@ operations make a rail, whatever its technology:
   cooperatively or the dispute window after a unilateral close has passed.
 
 :class:`Escrow` and the ``escrow_*`` functions are the rules every backend applies; they
-are pure (time is an argument), so the test ledger, simnet and a future Cashu or Lightning
-backend agree on them. Amounts are ints in the smallest unit.
+are pure (time is an argument), so the test ledger, simnet and the Cashu backend (whose
+escrow is a node's own view: there is no shared ledger) agree on them. Amounts are ints in
+the smallest unit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from .channel import (
     BadCloseError,
@@ -196,6 +197,51 @@ class SettlementBackend(Protocol):
         """Return the unsettled rest to the payer after the window; return the amount."""
         ...
 
+    # Rail material beside the channel messages (SPEC 12.4). A rail without a shared
+    # ledger (Cashu) moves its deposit and its per-voucher proof of payment between the two
+    # nodes; a shared ledger returns nothing and checks nothing. ``txn`` is the node's
+    # write transaction that also stores the voucher, so both are durable together.
+
+    def open_extra(self, terms: ChannelTerms) -> dict[str, Any] | None:
+        """Payee: material added to the countersigned open (Cashu: its channel key)."""
+        ...
+
+    async def note_open(self, msg: OpenMessage, extra: Any) -> None:
+        """Payer: keep the payee's open material before locking."""
+        ...
+
+    def deposit_message(self, channel_id: bytes) -> dict[str, Any] | None:
+        """Payer, after locking: the deposit to hand the payee (a ``deposit`` request)."""
+        ...
+
+    async def accept_deposit(self, terms: ChannelTerms, raw: Any, now_ms: int) -> None:
+        """Payee: check and keep a deposit handed over by the payer."""
+        ...
+
+    def voucher_extra(self, txn: Any, voucher: Voucher) -> dict[str, Any] | None:
+        """Payer, in the transaction signing ``voucher``: what travels beside it."""
+        ...
+
+    def check_voucher_extra(self, terms: ChannelTerms, voucher: Voucher, raw: Any) -> Any:
+        """Payee, before the commit (no writes): parse and verify; returns what to apply."""
+        ...
+
+    def apply_voucher_extra(self, txn: Any, voucher: Voucher, checked: Any) -> None:
+        """Payee, in the voucher's commit: apply (raise before writing to refuse)."""
+        ...
+
+    async def close_extra(self, close: CloseMessage) -> dict[str, Any]:
+        """Payer: material beside a cooperative close request."""
+        ...
+
+    async def accept_close(self, close: CloseMessage, raw: Any, now_ms: int) -> dict[str, Any]:
+        """Payee, after countersigning a close: act on it; returns material for the reply."""
+        ...
+
+    async def note_close_reply(self, close: CloseMessage, raw: Any) -> None:
+        """Payer: keep the reply's material before :meth:`close`."""
+        ...
+
 
 __all__ = [
     "CLOSED",
@@ -208,6 +254,7 @@ __all__ = [
     "SettlementBackend",
     "SettlementError",
     "Transfer",
+    "UnknownChannelError",
     "escrow_close",
     "escrow_lock",
     "escrow_refund",

@@ -1,4 +1,5 @@
-"""API routes: payments (status, open, close, refund, purchase, pay-per-call; TEST MONEY faucet).
+"""API routes: payments (status, open, close, refund, purchase, pay-per-call; TEST MONEY faucet;
+the Cashu wallet: balance, mint from a Lightning invoice, receive and send tokens).
 
 Amounts in JSON are integers in the smallest unit; anything else is refused.
 """
@@ -79,7 +80,13 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
         body = await read_json(request, MAX_BODY)
         pay = _payments(ctx)
         cid = await pay.open_channel(await _peer(ctx, body), _amount(body, "amount"))
-        return JSONResponse({"channel": cid.hex()})
+        return JSONResponse(
+            {
+                "channel": cid.hex(),
+                "backend": pay.backend.name,
+                "test_money": pay.backend.test_money,
+            }
+        )
 
     async def close(request: Request) -> JSONResponse:
         body = await read_json(request, MAX_BODY)
@@ -130,7 +137,45 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
             raise ValidationError("give ?peer=...&service=...")
         return JSONResponse({"price": await _payments(ctx).quote_service(peer, service)})
 
+    def _wallet() -> Any:
+        pay = _payments(ctx)
+        wallet = getattr(pay.backend, "wallet", None)
+        if wallet is None:
+            raise ValidationError(
+                "this node settles on the test-money ledger: it has no ecash wallet",
+                hint="set pay.backend = 'cashu:<mint URL>' to use a Cashu wallet",
+            )
+        return wallet
+
+    async def wallet_balance(_request: Request) -> JSONResponse:
+        wallet = _wallet()
+        return JSONResponse({"balance": await wallet.balance(), "mint": wallet.mint_url})
+
+    async def wallet_mint(request: Request) -> JSONResponse:
+        body = await read_json(request, MAX_BODY)
+        wait = body.get("wait_s", 60)
+        if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait <= 3600:
+            raise ValidationError("'wait_s' must be an integer 0..3600")
+        return JSONResponse(await _wallet().mint(_amount(body, "amount"), float(wait)))
+
+    async def wallet_receive(request: Request) -> JSONResponse:
+        body = await read_json(request, MAX_BODY)
+        token = body.get("token")
+        if not isinstance(token, str) or not 0 < len(token) <= 32_768:
+            raise ValidationError("'token' must be a Cashu token string")
+        wallet = _wallet()
+        return JSONResponse({"received": await wallet.receive_token(token, [])})
+
+    async def wallet_send(request: Request) -> JSONResponse:
+        body = await read_json(request, MAX_BODY)
+        wallet = _wallet()
+        return JSONResponse({"token": await wallet.send(_amount(body, "amount"))})
+
     return [
+        Route("/v1/pay/wallet", wallet_balance, methods=["GET"]),
+        Route("/v1/pay/wallet/mint", wallet_mint, methods=["POST"]),
+        Route("/v1/pay/wallet/receive", wallet_receive, methods=["POST"]),
+        Route("/v1/pay/wallet/send", wallet_send, methods=["POST"]),
         Route("/v1/pay/status", status, methods=["GET"]),
         Route("/v1/pay/open", open_, methods=["POST"]),
         Route("/v1/pay/close", close, methods=["POST"]),

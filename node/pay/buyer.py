@@ -73,6 +73,9 @@ class BuyerSide(PaymentsBase):
             return await self._open_locked(peer, capacity)
 
     async def _open_locked(self, peer: str, capacity: int) -> bytes:
+        resumed = await self._resume_opening(peer)
+        if resumed is not None:
+            return resumed
         info = expect_map(
             await self.request(peer, {"t": "info"}),
             "pay info",
@@ -112,7 +115,21 @@ class BuyerSide(PaymentsBase):
         if full.terms != terms:
             raise ch.BadOpenError("the peer countersigned different terms")
         full.verify()
+        await self.backend.note_open(full, reply.get("cashu"))
+        rec.update(open=full.to_obj())
+        await self.store.run(lambda txn: txn.put(CHANNELS, cid, rec))
+        return await self._lock_and_hand_over(peer, cid, rec, full)
+
+    async def _lock_and_hand_over(
+        self, peer: str, cid: bytes, rec: dict[str, Any], full: ch.OpenMessage
+    ) -> bytes:
+        """Lock the deposit on the backend and give it to the payee (rails without a shared
+        ledger); the channel opens only then. A failure leaves the record opening, and the
+        next open to this peer resumes it (nothing locked twice, nothing lost)."""
         await self.backend.lock_deposit(full, self.clock_ms())
+        deposit = self.backend.deposit_message(cid)
+        if deposit is not None:
+            await self.request(peer, {"t": "deposit", "channel": cid, "cashu": deposit})
 
         def opened(txn: Txn) -> None:
             rec.update(open=full.to_obj(), state=ch.OPEN, funded=True)
@@ -121,6 +138,35 @@ class BuyerSide(PaymentsBase):
 
         await self.store.run(opened)
         return cid
+
+    async def _resume_opening(self, peer: str) -> bytes | None:
+        """A channel to ``peer`` countersigned but not yet locked or handed over."""
+        with self.store.read() as txn:
+            found = [
+                (bytes(k), v)
+                for k, v in txn.items(CHANNELS)
+                if v["role"] == PAYER
+                and v["peer"] == peer
+                and v["state"] == OPENING
+                and v["open"]["payee_sig"]
+            ]
+        for cid, rec in found:
+            full = ch.OpenMessage.from_obj(rec["open"])
+            if full.terms.backend != self.backend.name:
+                continue
+            try:
+                return await self._lock_and_hand_over(peer, cid, rec, full)
+            except PaymentError as exc:
+                if exc.code == "mint_unreachable":
+                    raise  # retry later: the same channel, nothing locked twice
+                logger.warning("abandoning the opening of channel %s: %s", cid.hex(), exc)
+                rec["state"] = ch.CLOSING  # a locked deposit comes back by refund
+
+                def abandon(txn: Txn, c: bytes = cid, r: dict[str, Any] = rec) -> None:
+                    txn.put(CHANNELS, c, r)
+
+                await self.store.run(abandon)
+        return None
 
     async def _channel_for(self, peer: str, need: int) -> bytes:
         with self.store.read() as txn:
@@ -154,9 +200,11 @@ class BuyerSide(PaymentsBase):
             rec = txn.get(CHANNELS, cid)
             payer = ch.PayerChannel(channel_state(rec), self.identity)
             voucher = payer.pay(amount, ref)
+            extra = self.backend.voucher_extra(txn, voucher)  # e.g. Cashu proof signatures
             rec.update(nonce=voucher.nonce, amount=voucher.amount, voucher=voucher.to_obj())
             txn.put(CHANNELS, cid, rec)
-            txn.put(BOUGHT, ref, {**bought, "voucher": voucher.to_obj(), "state": "pending"})
+            pending = {**bought, "voucher": voucher.to_obj(), "state": "pending", "cashu": extra}
+            txn.put(BOUGHT, ref, pending)
             return voucher
 
         return self.store.transact(fn)
@@ -241,23 +289,22 @@ class BuyerSide(PaymentsBase):
     async def _resend_plain(self, ref: bytes, rec: dict[str, Any]) -> None:
         voucher = ch.Voucher.from_obj(rec["voucher"])
         try:
-            await self.send_voucher(rec["peer"], voucher)
+            await self.send_voucher(rec["peer"], voucher, rec.get("cashu"))
         except (ch.ReplayedVoucherError, ch.LowerCumulativeError):
             pass  # the payee took it (or a later one covering it) before the reply was lost
         await self.store.run(lambda txn: txn.delete(BOUGHT, ref))
 
     async def _complete(self, pid: bytes, rec: dict[str, Any]) -> Purchase:
         voucher = ch.Voucher.from_obj(rec["voucher"])
+        req = {
+            "t": "buy",
+            "skill": rec["skill"],
+            "version": rec["version"],
+            "purchase": pid,
+            "voucher": voucher.to_obj(),
+        }
         reply = await self.request(
-            rec["peer"],
-            {
-                "t": "buy",
-                "skill": rec["skill"],
-                "version": rec["version"],
-                "purchase": pid,
-                "voucher": voucher.to_obj(),
-            },
-            after_send="voucher_sent",
+            rec["peer"], _with_extra(req, rec.get("cashu")), after_send="voucher_sent"
         )
         lic_bytes, sealed = reply.get("license"), reply.get("sealed_key")
         if not isinstance(lic_bytes, bytes) or not isinstance(sealed, bytes):
@@ -317,15 +364,19 @@ class BuyerSide(PaymentsBase):
             "voucher": rec["voucher"],
             "input": rec["input"],
         }
-        output = (await self.request(rec["peer"], req)).get("output")
+        output = (await self.request(rec["peer"], _with_extra(req, rec.get("cashu")))).get("output")
         if not isinstance(output, bytes):
             raise PaymentError("the service returned no output")
         await self.store.run(lambda txn: txn.delete(BOUGHT, call_id))
         return output
 
-    async def send_voucher(self, peer: str, voucher: ch.Voucher) -> int:
-        """Send a plain voucher (no purchase); returns the increment the payee accepted."""
-        reply = await self.request(peer, {"t": "pay", "voucher": voucher.to_obj()})
+    async def send_voucher(
+        self, peer: str, voucher: ch.Voucher, extra: dict[str, Any] | None = None
+    ) -> int:
+        """Send a plain voucher (no purchase); returns the increment the payee accepted.
+        ``extra``: the rail's material signed with it (``bought(ref)["cashu"]``)."""
+        req = _with_extra({"t": "pay", "voucher": voucher.to_obj()}, extra)
+        reply = await self.request(peer, req)
         amount = reply.get("amount")
         return amount if isinstance(amount, int) else 0
 
@@ -338,7 +389,7 @@ class BuyerSide(PaymentsBase):
             voucher = await trio.to_thread.run_sync(
                 self._sign_and_record, cid, amount, ref, {"kind": "pay", "peer": peer}
             )
-            await self.send_voucher(peer, voucher)
+            await self.send_voucher(peer, voucher, (self.bought(ref) or {}).get("cashu"))
             await self.store.run(lambda txn: txn.delete(BOUGHT, ref))
         return voucher
 
@@ -377,9 +428,12 @@ class BuyerSide(PaymentsBase):
             state = ch.CLOSING
             result: dict[str, Any] = {"refund_after_ms": escrow.deadline_ms}
         else:
-            reply = await self.request(rec["peer"], {"t": "close", "close": proposal.to_obj()})
+            extra = await self.backend.close_extra(proposal)
+            req = _with_extra({"t": "close", "close": proposal.to_obj()}, extra or None)
+            reply = await self.request(rec["peer"], req)
             signed = ch.CloseMessage.from_obj(reply.get("close"))
             signed.verify(channel_state(rec).terms)
+            await self.backend.note_close_reply(signed, reply.get("cashu"))
             escrow = await self.backend.close(signed, self.clock_ms())
             state = ch.CLOSED
             result = {"paid": escrow.settled, "refunded": escrow.refunded}
@@ -406,6 +460,11 @@ class BuyerSide(PaymentsBase):
 
         await self.store.run(mark)
         return amount
+
+
+def _with_extra(req: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """A request with the rail's material beside it (SPEC 12.4), when there is some."""
+    return req if extra is None else {**req, "cashu": extra}
 
 
 def find_license(

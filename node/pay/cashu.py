@@ -43,6 +43,7 @@ from bitterbot.protocol.errors import DecodeError
 from bitterbot.protocol.identity import Identity
 
 CHANNELS = "cashu.channels"  # channel ID -> this node's Cashu record (payer or payee)
+CASHU_FOLDER = "cashu"  # in the home: the cdk wallet (SQLite) and its mnemonic (0600)
 PREFIX = "cashu:"
 MAX_NAME = 32  # ChannelTerms.backend
 
@@ -307,6 +308,7 @@ class CashuBackend:
             raise rules.CashuError("no Cashu deposit for this channel")
         amounts = [p[0] for p in rec["deposit"]["proofs"]]
         signed = {i for i, _ in rec["signed"]}
+        sigs = sigs or []  # a voucher with no material: the cover must already hold
         rules.check_cover(amounts, signed, [i for i, _ in sigs], voucher.amount)
         rec["signed"] = rec["signed"] + [[i, s] for i, s in sigs]
         txn.put(CHANNELS, voucher.channel, rec)

@@ -203,3 +203,34 @@ class LedgerBackend:
 
     async def refund(self, channel_id: bytes, now_ms: int) -> int:
         return await self._run(self.refund_sync, channel_id, now_ms)
+
+    # --- rail material: none, the ledger is shared ----------------------------------------
+    def open_extra(self, terms: ChannelTerms) -> dict[str, Any] | None:
+        return None
+
+    async def note_open(self, msg: OpenMessage, extra: Any) -> None:
+        return None
+
+    def deposit_message(self, channel_id: bytes) -> dict[str, Any] | None:
+        return None
+
+    async def accept_deposit(self, terms: ChannelTerms, raw: Any, now_ms: int) -> None:
+        return None
+
+    def voucher_extra(self, txn: Txn, voucher: Voucher) -> dict[str, Any] | None:
+        return None
+
+    def check_voucher_extra(self, terms: ChannelTerms, voucher: Voucher, raw: Any) -> Any:
+        return None
+
+    def apply_voucher_extra(self, txn: Txn, voucher: Voucher, checked: Any) -> None:
+        return None
+
+    async def close_extra(self, close: CloseMessage) -> dict[str, Any]:
+        return {}
+
+    async def accept_close(self, close: CloseMessage, raw: Any, now_ms: int) -> dict[str, Any]:
+        return {}
+
+    async def note_close_reply(self, close: CloseMessage, raw: Any) -> None:
+        return None

@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 #: opens a peer may leave without a deposit (each costs the payee an LMDB record)
 MAX_UNFUNDED_PER_PEER = 8
+#: how long before a rail's fixed deadline (Cashu locktime) the payee settles (at most
+#: half the window); the watch runs every minute, so this leaves ten tries
+SETTLE_MARGIN_MS = 600_000
 
 
 class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
@@ -134,6 +137,7 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
         return {
             "info": self._on_info,
             "open": self._on_open,
+            "deposit": self._on_deposit,
             "quote": self._on_quote,
             "buy": self._on_buy,
             "call": self._on_call,
@@ -194,7 +198,21 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
             return rec
 
         stored = await self.store.run(store_it)
-        return {"open": stored["open"]}
+        extra = self.backend.open_extra(t)
+        return (
+            {"open": stored["open"]} if extra is None else {"open": stored["open"], "cashu": extra}
+        )
+
+    async def _on_deposit(self, peer: str, m: dict[str, Any]) -> dict[str, Any]:
+        """The payer hands over its locked deposit (rails without a shared ledger)."""
+        cid = expect_map(m, "deposit", {"channel": bytes})["channel"]
+        rec = self.channel_record(cid)
+        if rec is None or rec["role"] != PAYEE or rec["peer"] != peer:
+            raise ch.UnknownChannelError("deposit for an unknown channel")
+        terms = self.state_of(cid, rec).terms
+        await self.backend.accept_deposit(terms, m.get("cashu"), self.clock_ms())
+        await self._check_deposit(terms)
+        return {}
 
     async def _on_quote(self, _peer: str, m: dict[str, Any]) -> dict[str, Any]:
         if isinstance(m.get("service"), str):
@@ -212,10 +230,11 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
         }
 
     async def _prepare_voucher(
-        self, raw: Any, *, verify: bool = True
-    ) -> tuple[ch.Voucher, dict[str, Any]]:
-        """Decode a voucher, check its channel is ours and funded, and (``verify``) its
-        signature."""
+        self, raw: Any, extra: Any = None, *, verify: bool = True
+    ) -> tuple[ch.Voucher, dict[str, Any], Any]:
+        """Decode a voucher, check its channel is ours and funded, (``verify``) its
+        signature, and the rail's material beside it (``extra``, e.g. Cashu signatures);
+        returns the voucher, the channel record and the checked material."""
         voucher = ch.Voucher.from_obj(raw)
         rec = self.channel_record(voucher.channel)
         if rec is None or rec["role"] != PAYEE:
@@ -227,7 +246,7 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
             voucher.verify(state.terms.payer)
         if not rec["funded"] and self.require_deposit:
             await self._check_deposit(state.terms)
-        return voucher, rec
+        return voucher, rec, self.backend.check_voucher_extra(state.terms, voucher, extra)
 
     async def _check_deposit(self, terms: ch.ChannelTerms) -> None:
         escrow = await self.backend.escrow(terms.channel_id)
@@ -246,20 +265,34 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
         await self.store.run(mark)
 
     def _apply_voucher(
-        self, txn: Txn, voucher: ch.Voucher, price: int | None, *, verified: bool = True
+        self,
+        txn: Txn,
+        voucher: ch.Voucher,
+        price: int | None,
+        *,
+        verified: bool = True,
+        checked: Any = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Check (no writes) and return the increment and updated record; caller writes."""
+        """Check and return the increment and updated record; the caller writes the record.
+        The rail's checked material (``checked``) is applied last: it writes only once
+        every check passed."""
         rec: dict[str, Any] | None = txn.get(CHANNELS, voucher.channel)
         state = None if rec is None or rec["role"] != PAYEE else self.state_of(voucher.channel, rec)
         inc = ch.check_voucher(state, voucher, verified=verified)
         if price is not None and inc != price:
             raise PriceError(f"the voucher pays {inc}, the price is {price}")
         assert rec is not None
+        self.backend.apply_voucher_extra(txn, voucher, checked)
         rec.update(nonce=voucher.nonce, amount=voucher.amount, voucher=voucher.to_obj())
         return inc, rec
 
     async def accept_voucher(
-        self, voucher: ch.Voucher, price: int | None = None, *, verified: bool = False
+        self,
+        voucher: ch.Voucher,
+        price: int | None = None,
+        *,
+        verified: bool = False,
+        checked: Any = None,
     ) -> int:
         """Accept a plain payment durably (group commit); returns the increment.
 
@@ -267,7 +300,7 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
         """
 
         def fn(txn: Txn) -> int:
-            inc, rec = self._apply_voucher(txn, voucher, price, verified=verified)
+            inc, rec = self._apply_voucher(txn, voucher, price, verified=verified, checked=checked)
             txn.put(CHANNELS, voucher.channel, rec)
             return inc
 
@@ -277,14 +310,14 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
     async def _on_pay(self, _peer: str, m: dict[str, Any]) -> dict[str, Any]:
         # verified here, on the event loop's thread, while the commit thread syncs the
         # previous batch: the two stages overlap (checking inside the commit serializes them)
-        voucher, _ = await self._prepare_voucher(m.get("voucher"))
-        return {"amount": await self.accept_voucher(voucher, verified=True)}
+        voucher, _, checked = await self._prepare_voucher(m.get("voucher"), m.get("cashu"))
+        return {"amount": await self.accept_voucher(voucher, verified=True, checked=checked)}
 
     async def _on_buy(self, _peer: str, m: dict[str, Any]) -> dict[str, Any]:
         m = expect_map(m, "buy", {"skill": str, "version": str, "purchase": bytes, "voucher": dict})
         if not 1 <= len(m["purchase"]) <= ch.MAX_REF_SIZE:
             raise DecodeError("purchase ID must be 1..32 bytes")
-        voucher, rec = await self._prepare_voucher(m["voucher"])
+        voucher, rec, checked = await self._prepare_voucher(m["voucher"], m.get("cashu"))
         payer = channel_state(rec).terms.payer
         sold_key = payer + m["purchase"]
         with self.store.read() as txn:
@@ -328,7 +361,7 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
             again = txn.get(SOLD, sold_key)  # a concurrent retry in the same batch
             if again is not None:
                 return dict(again)
-            _, crec = self._apply_voucher(txn, voucher, offer.price)
+            _, crec = self._apply_voucher(txn, voucher, offer.price, checked=checked)
             txn.put(CHANNELS, voucher.channel, crec)
             txn.put(SOLD, sold_key, sold)
             for key, amount in offer.shares()[1:]:
@@ -346,7 +379,7 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
             raise NotFoundError(f"no service {m['service'][:64]!r} here")
         if not 1 <= len(m["id"]) <= ch.MAX_REF_SIZE or len(m["input"]) > MAX_CALL_IO:
             raise DecodeError("call ID must be 1..32 bytes and input at most 48 KiB")
-        voucher, rec = await self._prepare_voucher(m["voucher"])
+        voucher, rec, checked = await self._prepare_voucher(m["voucher"], m.get("cashu"))
         if voucher.ref != m["id"]:
             raise PriceError("the voucher pays for another call")
         key = channel_state(rec).terms.payer + m["id"]
@@ -354,7 +387,7 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
         def fn(txn: Txn) -> bool:
             if txn.get(SOLD, key) is not None:
                 return False  # retried call: already paid, run it again for free
-            _, crec = self._apply_voucher(txn, voucher, svc.price)
+            _, crec = self._apply_voucher(txn, voucher, svc.price, checked=checked)
             txn.put(CHANNELS, voucher.channel, crec)
             txn.put(SOLD, key, {"service": svc.name, "amount": svc.price, "ms": self.clock_ms()})
             return True
@@ -379,7 +412,13 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
             txn.put(CHANNELS, close.channel, rec)
             return signed.to_obj()
 
-        return {"close": await self.committer.submit(fn)}
+        signed = await self.committer.submit(fn)
+        # the rail acts on the close only once it is countersigned and durable (Cashu: take
+        # the uncovered rest, settle, sign the payer's proofs back); a retry repeats it
+        extra = await self.backend.accept_close(
+            ch.CloseMessage.from_obj(signed), m.get("cashu"), self.clock_ms()
+        )
+        return {"close": signed, "cashu": extra} if extra else {"close": signed}
 
     # --- payee: unilateral settlement ------------------------------------------------
     async def settle(self, cid: bytes) -> int:
@@ -413,17 +452,24 @@ class SellerSide(PaymentsBase):  # needs BuyerSide's paying methods in Payments
             ours = [
                 (k, v)
                 for k, v in txn.items(CHANNELS)
-                if v["role"] == PAYEE and v["voucher"] is not None and v["state"] != ch.CLOSED
+                if v["role"] == PAYEE and v["voucher"] is not None
             ]
+        now = self.clock_ms()
         settled = []
         for cid, rec in ours:
             escrow = await self.backend.escrow(cid)
-            if escrow is None or escrow.state != rules.CLOSING or escrow.settled >= rec["amount"]:
+            if escrow is None or escrow.state == rules.CLOSED or escrow.settled >= rec["amount"]:
+                continue
+            # a rail with a fixed deadline (Cashu's locktime) is settled shortly before it
+            margin = min(escrow.terms.dispute_window_ms // 2, SETTLE_MARGIN_MS)
+            near_deadline = escrow.deadline_ms > 0 and now >= escrow.deadline_ms - margin
+            if escrow.state != rules.CLOSING and not near_deadline:
                 continue
             try:
-                await self.settle(cid)
+                paid = await self.settle(cid)
             except PaymentError as exc:
                 logger.warning("could not settle channel %s: %s", cid.hex()[:16], exc)
                 continue
-            settled.append(cid)
+            if paid:
+                settled.append(cid)
         return settled

@@ -32,6 +32,7 @@ import trio
 
 from bitterbot.node.p2p.peer_id import peer_id_from_public_key
 from bitterbot.node.pay.buyer import BuyerSide, find_license
+from bitterbot.node.pay.cashu import CASHU_FOLDER, CashuBackend, parse_backend
 from bitterbot.node.pay.core import (
     BOUGHT,
     CHANNELS,
@@ -60,7 +61,7 @@ from bitterbot.node.pay.seller import SellerSide
 from bitterbot.node.store import Txn
 from bitterbot.protocol import channel as ch
 from bitterbot.protocol import paidpkg
-from bitterbot.protocol.errors import NetworkError, PaymentError
+from bitterbot.protocol.errors import ConfigError, NetworkError, PaymentError
 from bitterbot.protocol.identity import Identity
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class Payments(SellerSide, BuyerSide):
                     voucher = await trio.to_thread.run_sync(
                         self._sign_and_record, cid, amount, ref, rec, take
                     )
-                    await self.send_voucher(peer, voucher)
+                    await self.send_voucher(peer, voucher, (self.bought(ref) or {}).get("cashu"))
 
                     def forget(txn: Txn, ref: bytes = ref) -> None:
                         txn.delete(BOUGHT, ref)
@@ -211,16 +212,26 @@ async def attempt_cheats(payer: Payments, peer: str, *, honest: int = 10) -> dic
 
 
 def ledger_path(settings: Any, home_path: Path) -> Path:
-    configured = str(settings.get("pay.ledger_path", "") or "")
+    configured = str(settings["pay.ledger_path"] or "")
     return Path(configured).expanduser() if configured else home_path / "ledger"
 
 
-def open_backend(settings: Any, home_path: Path) -> LedgerBackend:
-    backend = str(settings.get("pay.backend", "ledger"))
+def open_backend(
+    settings: Any, home_path: Path, store: Any = None, identity: Identity | None = None
+) -> Any:
+    """The settlement backend ``pay.backend`` names: ``ledger`` (TEST MONEY, shared LMDB
+    folder) or ``cashu:<mint URL>`` (ecash on that mint; wallet in HOME/cashu, channel
+    records in the node's ``store``)."""
+    backend = str(settings["pay.backend"])
+    mint = parse_backend(backend)
+    if mint is not None:
+        if store is None or identity is None:
+            raise PaymentError("the Cashu backend needs the node's store and identity")
+        return CashuBackend(store, identity, home_path / CASHU_FOLDER, mint)
     if backend != "ledger":
-        raise PaymentError(
-            f"settlement backend {backend!r} is not available in this build",
-            hint="use pay.backend = 'ledger' (test money); see SPEC 12.6 for real rails",
+        raise ConfigError(
+            f"unknown settlement backend {backend!r}",
+            hint="pay.backend = 'ledger' (TEST MONEY) or 'cashu:<mint URL>' (SPEC 12.6)",
         )
     return LedgerBackend.open(ledger_path(settings, home_path))
 
@@ -229,22 +240,23 @@ async def start_payments(ctx: Any, nursery: trio.Nursery) -> None:
     """Start payments for a running node and set ``ctx.payments``; serves on ``ctx.p2p``.
 
     The test-money ledger lives in its own LMDB folder (``pay.ledger_path``, default
-    HOME/ledger) and is closed when the node's nursery ends.
+    HOME/ledger) and is closed when the node's nursery ends; the Cashu backend keeps its
+    wallet in HOME/cashu and its channel records in the node's store.
     """
     settings = ctx.settings
-    backend = open_backend(settings, ctx.home.path)
+    backend = open_backend(settings, ctx.home.path, ctx.store, ctx.identity)
     payments = Payments(
         ctx.identity,
         ctx.store,
         backend,
         p2p=ctx.p2p,
-        default_capacity=int(settings.get("pay.default_capacity", 10_000)),
-        dispute_window_ms=int(settings.get("pay.dispute_window_ms", 24 * 3600 * 1000)),
-        require_deposit=bool(settings.get("pay.require_deposit", True)),
-        max_batch=int(settings.get("pay.group_commit_max", 256)),
+        default_capacity=int(settings["pay.default_capacity"]),
+        dispute_window_ms=int(settings["pay.dispute_window_ms"]),
+        require_deposit=bool(settings["pay.require_deposit"]),
+        max_batch=int(settings["pay.group_commit_max"]),
     )
     payments.load_publisher_key(ctx.home)
-    grant = int(settings.get("pay.test_grant", 0))
+    grant = int(settings["pay.test_grant"])
     if grant > 0 and backend.test_money:
         await trio.to_thread.run_sync(backend.grant_once_sync, ctx.identity.public_key, grant)
 

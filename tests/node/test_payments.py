@@ -602,6 +602,7 @@ OUR_MODULES = {"errors", "channel", "settlement", "license", "paidpkg"}
 OUR_MODULES = {f"bitterbot.protocol.{m}" for m in OUR_MODULES}
 OUR_MODULES |= {"bitterbot.node.pay.ledger", "bitterbot.node.pay.core", "bitterbot.node.pay.seller"}
 OUR_MODULES |= {"bitterbot.node.pay.buyer", "bitterbot.node.pay.service", "bitterbot.node.api.pay"}
+OUR_MODULES |= {"bitterbot.protocol.cashu", "bitterbot.node.pay.cashu_wallet"}
 
 
 def test_every_payment_error_code_is_documented_in_spec() -> None:
