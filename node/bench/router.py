@@ -147,24 +147,36 @@ def bench_escalation(
 
 @bench.command("privacy")
 @click.option("--data", "data_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--split", is_flag=True, help="also report the tune and held-out halves")
+@click.option("--no-ner", is_flag=True, help="heuristics only, without the NER model")
+@click.option("--structured", default=300, show_default=True, help="synthetic PII sentences")
 @click.option("--json", "as_json", is_flag=True, help="print JSON (always JSON)")
-def bench_privacy(data_path: Path, as_json: bool) -> None:
-    """Leakage of labelled private units on a PUPA-format CSV (user_query, pii_units)."""
-    import csv
+def bench_privacy(
+    data_path: Path, split: bool, no_ner: bool, structured: int, as_json: bool
+) -> None:
+    """Leakage and words kept on a PUPA-format CSV (user_query, pii_units[, unit_kinds]),
+    structured-PII leakage on a synthetic set, time per query and the model's cost."""
+    from bitterbot.agent import privacy_eval
+    from bitterbot.agent.privacy import PrivacyGate
+    from bitterbot.node.metrics import rss_bytes
 
-    from bitterbot.agent.privacy import PrivacyGate, leakage
-
-    try:
-        with data_path.open(encoding="utf-8", newline="") as fh:
-            rows = [(r["user_query"], r["pii_units"].split("||")) for r in csv.DictReader(fh)]
-    except (OSError, KeyError, csv.Error, UnicodeDecodeError) as exc:
-        raise ValidationError(
-            f"cannot read {data_path}: {exc}", hint="a CSV with user_query and pii_units"
-        ) from exc
-    gate = PrivacyGate()
-    gate.redact("warm up the word lists")
-    start = time.perf_counter()
-    result: dict[str, Any] = dict(leakage(rows, gate))
-    result["queries"] = len(rows)
-    result["ms_per_query"] = round((time.perf_counter() - start) * 1000 / max(1, len(rows)), 3)
+    rows = privacy_eval.read_rows(data_path)
+    gate = PrivacyGate(ner=not no_ner)
+    rss_before = rss_bytes()
+    gate.redact("warm up the word lists, Anna")  # loads the word lists and the model
+    model = gate.model()
+    result: dict[str, Any] = {
+        "data": data_path.name,
+        "ner": model.name if model else None,
+        "load_s": round(model.load_seconds, 3) if model else None,
+        "rss_load_mb": round((rss_bytes() - rss_before) / 2**20, 1),
+    }
+    result |= privacy_eval.leakage(rows, gate)
+    if split:
+        result["split"] = {
+            half: privacy_eval.leakage(privacy_eval.split(rows, half), gate)
+            for half in ("tune", "held_out")
+        }
+    result["structured"] = privacy_eval.structured_leakage(gate, structured)
+    result["rss_mb"] = round(rss_bytes() / 2**20, 1)
     print_json(result)

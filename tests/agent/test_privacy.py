@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import random
 import re
 from pathlib import Path
 
@@ -11,77 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitterbot.agent.privacy import PrivacyGate, iban_ok, leakage, luhn_ok, minimize
+from bitterbot.agent.privacy import (
+    STRUCTURED_TYPES,
+    Entity,
+    PrivacyGate,
+    Redaction,
+    iban_ok,
+    leakage,
+    luhn_ok,
+    minimize,
+)
+from bitterbot.agent.privacy_eval import Row, read_rows, split, structured_cases, structured_leaks
 
 # shared/ sits beside the repository (here and in CI)
 PUPA = Path(__file__).resolve().parents[2].parent / "shared/data/pupa/pupa_tnb.csv"
-
-
-def luhn_complete(prefix: str) -> str:
-    for d in "0123456789":
-        if luhn_ok(prefix + d):
-            return prefix + d
-    raise AssertionError("unreachable")
-
-
-def make_iban(rng: random.Random, country: str, length: int) -> str:
-    bban = "".join(rng.choice("0123456789") for _ in range(length - 4))
-    digits = "".join(str(int(c, 36)) for c in bban + country + "00")
-    check = 98 - int(digits) % 97
-    return f"{country}{check:02d}{bban}"
-
-
-def synthetic_cases(n: int, seed: int = 7) -> list[tuple[str, list[str]]]:
-    """Sentences with planted structured PII, in the formats people type."""
-    rng = random.Random(seed)
-    users = ["anna.k", "j_smith", "mo+news", "li.wei88", "x"]
-    hosts = ["example.com", "mail.example.org", "uni-bonn.de", "corp.co.uk"]
-    templates = [
-        "Please charge my card {card} and send the receipt to {email}.",
-        "Call me on {phone} or write to {email}, my IBAN is {iban}.",
-        "The server at {ip} keeps rejecting {email}; my number is {phone}.",
-        "Wire it to {iban} (card backup: {card}), questions to {phone}",
-        "ssh from {ip}? contact {email} / {phone}",
-    ]
-    cases = []
-    for i in range(n):
-        pan = luhn_complete(
-            rng.choice(["4", "51", "37", "6011"])
-            + "".join(rng.choice("0123456789") for _ in range(14 if i % 3 else 11))
-        )
-        card = rng.choice(
-            [
-                pan,
-                " ".join(pan[j : j + 4] for j in range(0, len(pan), 4)),
-                "-".join(pan[j : j + 4] for j in range(0, len(pan), 4)),
-            ]
-        )
-        iban = make_iban(rng, *rng.choice([("DE", 22), ("GB", 22), ("FR", 27), ("CH", 21)]))
-        if rng.random() < 0.5:
-            iban = " ".join(iban[j : j + 4] for j in range(0, len(iban), 4))
-        a, b, c = rng.randint(200, 989), rng.randint(200, 999), rng.randint(1000, 9999)
-        phone = rng.choice(
-            [
-                f"+1 {a} {b} {c}",
-                f"({a}) {b}-{c}",
-                f"{a}-{b}-{c}",
-                f"+44 20 {b}{a % 10} {c}",
-                f"+49 30 {c}{b}",
-                f"0{a} {b} {c}",
-                f"+33{a}{b}{c % 1000:03d}",
-                f"{a}.{b}.{c}",
-            ]
-        )
-        if rng.random() < 0.5:
-            ip = ".".join(str(rng.randint(1, 254)) for _ in range(4))
-        else:
-            ip = f"2001:db8:{rng.randint(0, 0xFFFF):x}::{rng.randint(1, 0xFFFF):x}"
-        email = f"{rng.choice(users)}{i}@{rng.choice(hosts)}"
-        values = {"card": card, "email": email, "phone": phone, "iban": iban, "ip": ip}
-        template = templates[i % len(templates)]
-        planted = [v for k, v in values.items() if "{" + k + "}" in template]
-        cases.append((template.format(**values), planted))
-    return cases
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +32,11 @@ def gate() -> PrivacyGate:
 
 
 def test_structured_pii_never_leaks_on_a_synthetic_set(gate: PrivacyGate) -> None:
-    cases = synthetic_cases(300)
-    leaked = []
-    for text, planted in cases:
+    cases = structured_cases(300)
+    assert {p.kind for _, planted in cases for p in planted} == STRUCTURED_TYPES  # every kind
+    leaked = structured_leaks(gate, cases)
+    for text, _planted in cases:
         red = gate.redact(text)
-        digits_out = re.sub(r"\D", "", red.redacted)
-        for value in planted:
-            value_digits = re.sub(r"\D", "", value)
-            if value in red.redacted or (len(value_digits) >= 7 and value_digits in digits_out):
-                leaked.append((value, red.redacted))
         assert red.restore(red.redacted) == text
     assert leaked == []
 
@@ -180,6 +118,9 @@ def test_pupa_leakage_is_within_target(gate: PrivacyGate) -> None:
     assert result["units"] > 600
     assert result["leakage"] <= 0.10
     assert result["redacted_share"] < 0.3  # and it does not simply blank everything
+    # the half it was not tuned on (SPEC.md 7.4): leakage and the cost in words
+    held_out = leakage(split([Row(t, u) for t, u in rows], "held_out"), gate)
+    assert held_out["leakage"] <= 0.04 and held_out["words_kept"] >= 0.85
 
 
 WORDS = st.sampled_from(
@@ -215,3 +156,128 @@ def test_oversized_text_is_refused_not_cut(gate: PrivacyGate) -> None:
 
     with pytest.raises(ValidationError):
         gate.redact("a" * (MAX_REDACT_CHARS + 1))
+
+
+OWN = Path(__file__).parent / "data/privacy/own_queries.csv"
+
+
+def test_lower_case_names_are_hidden(gate: PrivacyGate) -> None:
+    text = "please ask priyanka and olusegun to meet me in ljubljana, and hi rohan, thanks"
+    low = gate.redact(text).redacted.lower()
+    for name in ["priyanka", "olusegun", "ljubljana", "rohan"]:
+        assert name not in low, low
+
+
+def test_names_at_the_start_of_a_sentence_are_hidden(gate: PrivacyGate) -> None:
+    text = (
+        "Siobhan asked me to review the draft. Henry commented on it yesterday. "
+        "Victor from sales wants a call. Will and Faith found a map."
+    )
+    red = gate.redact(text)
+    for name in ["Siobhan", "Henry", "Victor", "Will", "Faith"]:
+        assert not re.search(rf"\b{name}\b", red.redacted), red.redacted
+    assert red.restore(red.redacted) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Mark the dates in your calendar. Will it rain tomorrow? Hope so.",
+        "Explain how compound interest works. Write a short summary for my website.",
+        "Summer is nearly here. March is still cold. Reading helps.",
+        "The Customer Support Team answers within two days.",
+    ],
+)
+def test_ordinary_capitalized_words_stay(gate: PrivacyGate, text: str) -> None:
+    assert gate.redact(text).redacted == text
+
+
+def test_a_name_found_once_is_hidden_in_every_message_and_restored() -> None:
+    gate = PrivacyGate()
+    messages = [
+        {"role": "user", "content": "My colleague Zhang Wei wrote the report."},
+        {"role": "assistant", "content": "What did zhang wei conclude?"},
+        {"role": "user", "content": "Ask Wei; his number is +44 20 7946 0958."},
+    ]
+    sent, red = gate.redact_messages(messages)
+    joined = "\n".join(m["content"] for m in sent)
+    assert "zhang" not in joined.lower() and "wei" not in joined.lower(), joined
+    assert "7946" not in joined
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    # one placeholder for both spellings; the answer gets the first one back
+    assert red.restore(joined).lower() == "\n".join(m["content"] for m in messages).lower()
+    # every replaced span is recorded, repeats included
+    assert len(red.entities) == len(re.findall(r"\[[A-Z]+_\d+\]", joined))
+
+
+def test_the_gate_without_a_model_hides_more_and_leaks_no_structured_data() -> None:
+    heuristic = PrivacyGate(ner=False)
+    assert heuristic.model() is None
+    assert structured_leaks(heuristic, structured_cases(60, seed=11)) == []
+    text = "The Customer Support Team of Brightwater Logistics answers Siobhan."
+    red = heuristic.redact(text)
+    assert "Brightwater" not in red.redacted and "Siobhan" not in red.redacted
+    assert "Customer" not in red.redacted  # no model to tell a heading from a company
+
+
+def test_a_missing_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bitterbot.agent import privacy_ner
+    from bitterbot.protocol.errors import ModelError
+
+    monkeypatch.setattr(privacy_ner, "MODEL_PACKAGE", "no_such_spacy_model")
+    privacy_ner._load.cache_clear()
+    try:
+        with pytest.raises(ModelError) as info:
+            PrivacyGate().redact("Anna called")
+        assert info.value.hint and "pip install" in info.value.hint
+    finally:
+        privacy_ner._load.cache_clear()
+
+
+def test_long_text_is_read_in_chunks_with_true_offsets(gate: PrivacyGate) -> None:
+    from bitterbot.agent.privacy_ner import CHUNK_CHARS
+
+    filler = "the weather was fine and the meeting went well.\n" * (CHUNK_CHARS // 20)
+    text = filler + "Siobhan O'Connell signed it in Galway."
+    assert len(text) > 2 * CHUNK_CHARS
+    red = gate.redact(text)
+    assert "Siobhan" not in red.redacted and "Galway" not in red.redacted
+    assert red.redacted.startswith(filler)
+    assert red.restore(red.redacted) == text
+
+
+class _Everything:
+    """A gate that hides every character: no leak, no word kept."""
+
+    def redact(self, text: str) -> Redaction:
+        return Redaction(text, "#" * len(text), [Entity("X", 0, len(text), text)])
+
+
+class _Nothing:
+    def redact(self, text: str) -> Redaction:
+        return Redaction(text, text, [])
+
+
+def test_words_kept_counts_only_words_outside_the_labelled_units() -> None:
+    rows = [("Dear Anna Smith, the invoice from Acme is late.", ["anna smith", "acme"])]
+    nothing = leakage(rows, _Nothing())
+    assert nothing["leakage"] == 1.0 and nothing["words_kept"] == 1.0
+    assert nothing["ordinary_words"] == 6  # Dear, the, invoice, from, is, late
+    everything = leakage(rows, _Everything())
+    assert everything["leakage"] == 0.0 and everything["words_kept"] == 0.0
+
+
+def test_the_halves_are_disjoint_stable_and_cover_the_data() -> None:
+    rows = read_rows(OWN)
+    tune, held_out = split(rows, "tune"), split(rows, "held_out")
+    assert len(tune) + len(held_out) == len(rows) and tune and held_out
+    assert not {r.text for r in tune} & {r.text for r in held_out}
+    assert [r.text for r in split(list(reversed(rows)), "tune")] == [r.text for r in reversed(tune)]
+
+
+def test_own_queries_unlike_pupa_stay_within_target(gate: PrivacyGate) -> None:
+    result = leakage(read_rows(OWN), gate)
+    assert result["units"] >= 120
+    assert result["leakage"] <= 0.05  # measured: see SPEC.md 7.4
+    assert result["words_kept"] >= 0.85
+    assert set(result["leakage_by_kind"]) >= {"person", "org", "place", "username", "iban"}
