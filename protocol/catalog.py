@@ -197,8 +197,9 @@ def parse_catalog(data: bytes, *, key: str | None = None, min_seq: int = 0) -> C
     return Catalog(env.signer, payload["seq"], entries, env)
 
 
-def select_newest(records: list[bytes], key: str) -> int:
-    """Index of the valid record with the highest sequence number (DHT ``select``)."""
+def select_newest(key: str, records: list[bytes]) -> int:
+    """Index of the valid record with the highest sequence number (a DHT validator's
+    ``select(key, values)``, in that argument order)."""
     best, best_seq = -1, -1
     for i, data in enumerate(records):
         try:

@@ -25,7 +25,7 @@ from bitterbot.node.p2p.host import P2PConfig, P2PHost
 from bitterbot.node.skills_store import LmdbSkillRecords
 from bitterbot.node.store import Store
 from bitterbot.protocol import transfer
-from bitterbot.protocol.catalog import catalog_key
+from bitterbot.protocol.catalog import catalog_key, parse_catalog
 from bitterbot.protocol.errors import BitterbotError, StaleError
 from bitterbot.protocol.identity import Identity, encode_key
 from bitterbot.protocol.skillpkg import build_package, sign_package
@@ -220,6 +220,9 @@ async def test_replayed_older_catalog_is_rejected(market_factory: Callable[..., 
         user.market.check_catalog(old_record, key=catalog_key(ident.public_key))
     with pytest.raises(BitterbotError):
         await user.p2p.put_value(catalog_key(ident.public_key), old_record)
+    # the DHT lookup itself picks the newest of the records it is handed
+    newest = await user.p2p.get_value(catalog_key(ident.public_key))
+    assert newest is not None and parse_catalog(newest).seq == 2
     # whatever record the DHT hands back, search only ever offers the newest catalog
     [offer] = await user.market.search(name="calc-net")
     assert offer.entry.version == "1.1.0" and offer.seq == 2

@@ -56,9 +56,9 @@ def test_select_prefers_the_highest_valid_sequence() -> None:
         make_catalog(PUB, 7, [entry()], NOW).to_bytes(),
         make_catalog(PUB, 5, [entry()], NOW).to_bytes(),
     ]
-    assert select_newest(records, key) == 3
+    assert select_newest(key, records) == 3
     with pytest.raises(ValidationError):
-        select_newest([b"junk"], key)
+        select_newest(key, [b"junk"])
 
 
 def test_oversize_record_is_refused_before_parsing() -> None:
