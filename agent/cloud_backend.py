@@ -15,7 +15,7 @@ privacy gate first. ``stream`` yields the whole answer as one chunk (no server-s
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -82,9 +82,9 @@ class CloudBackend:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **kwargs: Any) -> CloudBackend:
         return cls(
-            str(settings.get("cloud.url", "")),
-            str(settings.get("cloud.model", "")),
-            str(settings.get("cloud.api_key", "")),
+            str(settings["cloud.url"]),
+            str(settings["cloud.model"]),
+            str(settings["cloud.api_key"]),
             **kwargs,
         )
 
@@ -188,12 +188,14 @@ class CloudBackend:
     async def generate(self, messages: Sequence[Message], options: GenerateOptions) -> Completion:
         return await self.generate_audited(messages, options, None)
 
-    def stream(self, messages: Sequence[Message], options: GenerateOptions) -> AsyncIterator[Chunk]:
+    def stream(
+        self, messages: Sequence[Message], options: GenerateOptions
+    ) -> AsyncGenerator[Chunk, None]:
         return self._stream(messages, options)
 
     async def _stream(
         self, messages: Sequence[Message], options: GenerateOptions
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         done = await self.generate(messages, options)
         yield Chunk(done.text, done.finish_reason, done.tokens_in, done.tokens_out)
 
@@ -217,9 +219,7 @@ class CloudBackend:
 
 def _factory(name: str, settings: Mapping[str, Any]) -> CloudBackend:
     """``cloud:MODEL``: MODEL at ``cloud.url``. Direct use bypasses the privacy gate."""
-    return CloudBackend(
-        str(settings.get("cloud.url", "")), name, str(settings.get("cloud.api_key", ""))
-    )
+    return CloudBackend(str(settings["cloud.url"]), name, str(settings["cloud.api_key"]))
 
 
 register_backend("cloud", _factory)

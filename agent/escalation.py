@@ -172,14 +172,14 @@ class Escalation:
             raise ConfigError("cloud.daily_budget_microusd must be >= 0")
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, object], **kwargs: object) -> Escalation:
+    def from_settings(cls, settings: Mapping[str, Any], **kwargs: object) -> Escalation:
         rule = SufficiencyRule(
-            max_local_words=int(str(settings.get("cloud.max_local_words", 80))),
-            escalate_on_length=bool(settings.get("cloud.escalate_on_length", False)),
+            max_local_words=int(settings["cloud.max_local_words"]),
+            escalate_on_length=bool(settings["cloud.escalate_on_length"]),
         )
         kwargs.setdefault("rule", rule)
         overrides: dict[str, str] = {}
-        raw = settings.get("cloud.skill_policies", [])
+        raw = settings["cloud.skill_policies"]
         for item in raw if isinstance(raw, list | tuple) else []:
             skill, sep, policy = str(item).partition("=")
             if not sep or not skill.strip():
@@ -190,10 +190,10 @@ class Escalation:
             overrides[skill.strip()] = policy.strip()
         kwargs.setdefault("skill_policies", overrides)
         return cls(
-            cloud_url=str(settings.get("cloud.url", "")),
-            cloud_model=str(settings.get("cloud.model", "")),
-            policy=str(settings.get("cloud.policy", NEVER)),
-            daily_budget_microusd=int(str(settings.get("cloud.daily_budget_microusd", 0))),
+            cloud_url=str(settings["cloud.url"]),
+            cloud_model=str(settings["cloud.model"]),
+            policy=str(settings["cloud.policy"]),
+            daily_budget_microusd=int(settings["cloud.daily_budget_microusd"]),
             **kwargs,  # type: ignore[arg-type]
         )
 

@@ -11,7 +11,7 @@ model. ``token_delay`` makes streaming slow enough to test cancellation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +87,9 @@ class FakeBackend:
             finish_reason=final.finish_reason or "stop",
         )
 
-    def stream(self, messages: Sequence[Message], options: GenerateOptions) -> AsyncIterator[Chunk]:
+    def stream(
+        self, messages: Sequence[Message], options: GenerateOptions
+    ) -> AsyncGenerator[Chunk, None]:
         return self._stream("stream", messages, options)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -112,7 +114,7 @@ class FakeBackend:
 
     async def _stream(
         self, kind: str, messages: Sequence[Message], options: GenerateOptions
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         self.calls.append(FakeCall(kind, [dict(m) for m in messages], options))
         if self.fail_with is not None:
             raise self.fail_with
@@ -147,7 +149,7 @@ def _fake_vector(text: str, dim: int) -> list[float]:
 def _factory(name: str, settings: Mapping[str, Any]) -> FakeBackend:
     """``fake:NAME`` models; ``fake:unavailable`` fails like a server that is down;
     ``fake:slow`` streams a long answer at 50 tokens/s (for Ctrl-C and disconnect tests)."""
-    context = int(settings.get("agent.context", 2048))
+    context = int(settings["agent.context"])
     if name == "slow":
         return FakeBackend(
             model="fake:slow",

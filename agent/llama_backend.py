@@ -24,7 +24,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -258,7 +258,7 @@ class LlamaBackend:
 
     async def stream(
         self, messages: Sequence[Message], options: GenerateOptions
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         loaded = await self.load()
         tokens, template_stops = self.tokenize_chat(messages)
         if len(tokens) >= self.n_ctx:
@@ -417,8 +417,8 @@ def _factory(name: str, settings: Mapping[str, Any]) -> LlamaBackend:
     path = Path(name)
     return LlamaBackend(
         path,
-        n_ctx=int(settings.get("agent.context", 2048)),
-        n_threads=int(settings.get("agent.threads", 2)),
+        n_ctx=int(settings["agent.context"]),
+        n_threads=int(settings["agent.threads"]),
         model_name="smollm2" if path.name.startswith("SmolLM2-135M") else path.stem,
     )
 

@@ -88,7 +88,7 @@ def resolve_model(name: str, settings: Mapping[str, Any], home: Path | None = No
             hint="set cloud.url, cloud.model and cloud.policy instead (see bitterbot config show)",
         )
     if sep and kind in registered_backends() and rest:
-        source = f"ollama server at {settings.get('ollama.url', '?')}" if kind == "ollama" else kind
+        source = f"ollama server at {settings['ollama.url']}" if kind == "ollama" else kind
         return ModelSpec(name, kind, rest, source)
     if sep and kind and "/" not in kind and not Path(name).exists():
         known = ", ".join(k for k in registered_backends() if k != "llama.cpp")
@@ -128,7 +128,7 @@ def list_models(
     settings: Mapping[str, Any], home: Path | None = None, *, ollama_timeout: float = 1.0
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every model this node can use, with where it is from; plus notes (ollama down...)."""
-    default = str(settings.get("agent.model", EMBEDDED_NAME))
+    default = str(settings["agent.model"])
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     seen: set[str] = set()
@@ -160,7 +160,7 @@ def list_models(
             notes.append(f"configured agent.model: {exc}")
     from bitterbot.agent.ollama_backend import OllamaUnreachableError, list_ollama_models
 
-    url = str(settings.get("ollama.url", ""))
+    url = str(settings["ollama.url"])
     if url:
         try:
             for model in list_ollama_models(url, timeout=ollama_timeout):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -190,7 +190,7 @@ class OllamaBackend:
 
     async def stream(
         self, messages: Sequence[Message], options: GenerateOptions
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         request = self._request(messages, options, stream=True)
         try:
             async with self._client() as client:
@@ -275,8 +275,8 @@ def _finish(reason: Any) -> str:
 def _factory(name: str, settings: Mapping[str, Any]) -> OllamaBackend:
     return OllamaBackend(
         name,
-        url=str(settings.get("ollama.url", "http://127.0.0.1:11434")),
-        context_length=int(settings.get("agent.context", 2048)),
+        url=str(settings["ollama.url"]),
+        context_length=int(settings["agent.context"]),
     )
 
 

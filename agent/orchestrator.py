@@ -146,11 +146,11 @@ class Orchestrator:
             router=router,
             local=local,
             cloud=cloud,
-            gate=PrivacyGate(extra_terms=list(settings.get("privacy.terms", []))),
+            gate=PrivacyGate(extra_terms=list(settings["privacy.terms"])),
             skill_runner=skill_runner,
             audit=audit,
             confirm=confirm,
-            send_history=bool(settings.get("cloud.send_history", False)),
+            send_history=bool(settings["cloud.send_history"]),
         )
 
     async def ask(

@@ -15,7 +15,7 @@ Ctrl-C) and the backend stops generating after the current token.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,8 +99,8 @@ class AgentRuntime:
     ) -> None:
         self.settings = settings
         self.home = home
-        self.default_model = str(settings.get("agent.model", "smollm2"))
-        prompt = system_prompt if system_prompt is not None else settings.get("agent.system_prompt")
+        self.default_model = str(settings["agent.model"])
+        prompt = system_prompt if system_prompt is not None else settings["agent.system_prompt"]
         self.system_prompt = DEFAULT_SYSTEM_PROMPT if prompt is None else str(prompt)
         self._backends: dict[str, Backend] = dict(backends or {})
         self._open_lock = trio.Lock()
@@ -126,7 +126,7 @@ class AgentRuntime:
         return list(self._backends.values())
 
     def options(self, **overrides: Any) -> GenerateOptions:
-        opts = GenerateOptions(max_tokens=int(self.settings.get("agent.max_tokens", 256)))
+        opts = GenerateOptions(max_tokens=int(self.settings["agent.max_tokens"]))
         return replace(opts, **{k: v for k, v in overrides.items() if v is not None})
 
     # --- context fitting --------------------------------------------------------
@@ -195,7 +195,7 @@ class AgentRuntime:
     async def complete(self, prepared: PreparedChat) -> Completion:
         return await prepared.backend.generate(prepared.messages, prepared.options)
 
-    async def stream(self, prepared: PreparedChat) -> AsyncIterator[Chunk]:
+    async def stream(self, prepared: PreparedChat) -> AsyncGenerator[Chunk, None]:
         """The answer's chunks; closing the iterator early stops the generation."""
         async with aclosing(prepared.backend.stream(prepared.messages, prepared.options)) as it:
             async for chunk in it:

@@ -261,6 +261,20 @@ def load_settings(
     return Settings(home, values, sources).with_overrides(overrides or {})
 
 
+def default_settings(
+    overrides: Mapping[str, Any] | None = None, home: Path | None = None
+) -> Settings:
+    """The declared defaults plus ``overrides``: no config file, no environment.
+
+    For code that runs a part of the node outside a node (tests, benchmarks, tools), so it
+    sees every setting with its one declared default instead of inventing its own.
+    """
+    values = {s.name: s.default for s in SETTINGS}
+    sources = {s.name: "default" for s in SETTINGS}
+    home = home if home is not None else default_home({})
+    return Settings(home, values, sources).with_overrides(overrides or {})
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitterbot.node.config import Settings
 from bitterbot.node.home import Home
 from bitterbot.node.store import Store
 from bitterbot.protocol.identity import Identity
+
+if TYPE_CHECKING:  # the parts import this module; only their types are needed here
+    from bitterbot.agent.docs_index import DocsIndex
+    from bitterbot.agent.runtime import AgentRuntime
+    from bitterbot.agent.skills import SkillManager
+    from bitterbot.node.market import Market
+    from bitterbot.node.p2p.host import P2PHost
+    from bitterbot.node.pay.service import Payments
+    from bitterbot.node.rep.service import Reputation
 
 
 @dataclass
@@ -23,13 +32,13 @@ class NodeContext:
     store: Store
     identity: Identity
     started_at: float = field(default_factory=time.monotonic)
-    p2p: Any = None  # bitterbot.node.p2p.host.P2PHost
-    agent: Any = None  # bitterbot.agent runtime
-    skills: Any = None  # installed skills manager
-    docs: Any = None  # document Q&A
-    market: Any = None
-    reputation: Any = None
-    payments: Any = None
+    p2p: P2PHost | None = None
+    agent: AgentRuntime | None = None
+    skills: SkillManager | None = None
+    docs: DocsIndex | None = None  # document Q&A
+    market: Market | None = None
+    reputation: Reputation | None = None
+    payments: Payments | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def uptime_s(self) -> float:

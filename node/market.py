@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -49,6 +49,7 @@ from bitterbot.protocol.errors import (
     BitterbotError,
     NetworkError,
     NotFoundError,
+    NotRunningError,
     PaymentError,
     StaleError,
     ValidationError,
@@ -65,6 +66,9 @@ from bitterbot.protocol.skillpkg import (
     read_package,
     verify_package,
 )
+
+if TYPE_CHECKING:
+    from bitterbot.node.p2p.host import P2PHost
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +113,14 @@ class Offer:
 
 class Market:
     def __init__(self, ctx: NodeContext, *, reannounce_s: float = 3600.0) -> None:
+        if ctx.p2p is None:
+            raise NotRunningError(
+                "the market needs the p2p host, which is not running",
+                hint="start the node's network first (bitterbot node start)",
+                code="p2p_not_running",
+            )
         self.ctx = ctx
-        self.p2p = ctx.p2p
+        self.p2p: P2PHost = ctx.p2p
         self.store = ctx.store
         self.dir = packages_dir(ctx.home.path)
         self.dir.mkdir(parents=True, exist_ok=True)

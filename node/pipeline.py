@@ -15,12 +15,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import trio
 
+from bitterbot.agent.backends import Backend
 from bitterbot.node.context import NodeContext
-from bitterbot.protocol.errors import BitterbotError
+from bitterbot.protocol.errors import BitterbotError, NotRunningError
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +120,17 @@ class AgentPipeline:
 
         started = time.perf_counter()
         runtime = self.ctx.agent
+        if runtime is None:
+            raise NotRunningError(
+                "the agent runtime is not running on this node",
+                hint="restart the node; see its log for why the agent did not start",
+                code="agent_not_running",
+            )
         backend = _Recording(lambda: runtime.backend(model))
         log = PrivacyLog(self.ctx.store)
         orch = Orchestrator.from_settings(
             self.ctx.settings,
-            local=backend,
+            local=cast(Backend, backend),  # generate() only: all the orchestrator calls
             router=await self.router(),
             skill_runner=self.run_skill,
             audit=log,

@@ -82,9 +82,9 @@ def open_manager(home_path: Path, store: Store, settings: Any = None) -> Any:
     if settings is not None:
         limits = Limits(max_package_bytes=int(settings["skills.max_package_bytes"]))
         sandbox_limits = SandboxLimits(
-            fuel=int(settings.get("skills.fuel", sandbox_limits.fuel)),
-            deadline_ms=int(settings.get("skills.deadline_ms", sandbox_limits.deadline_ms)),
-            memory_bytes=int(settings.get("skills.memory_mb", 64)) << 20,
+            fuel=int(settings["skills.fuel"]),
+            deadline_ms=int(settings["skills.deadline_ms"]),
+            memory_bytes=int(settings["skills.memory_mb"]) << 20,
         )
     manager = SkillManager(
         skills_dir(home_path),

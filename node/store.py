@@ -11,7 +11,7 @@ Blocking: LMDB calls are fast for single records; bulk writes from async code go
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,7 +79,7 @@ class Txn:
     def get(self, db: str, key: bytes | str, default: Any = None) -> Any:
         handle = self._db(db)
         data = None if handle is None else self.raw.get(_key(key), db=handle)
-        return default if data is None else unpack(data)
+        return default if data is None else unpack(bytes(data))
 
     def put(self, db: str, key: bytes | str, value: Any, *, overwrite: bool = True) -> bool:
         ok: bool = self.raw.put(_key(key), pack(value), db=self._db(db), overwrite=overwrite)
@@ -91,7 +91,7 @@ class Txn:
 
     def items(
         self, db: str, prefix: bytes | str = b"", *, reverse: bool = False
-    ) -> Iterator[tuple[bytes, Any]]:
+    ) -> Generator[tuple[bytes, Any], None, None]:
         """Items whose key starts with ``prefix``, in key order (or reversed)."""
         prefix = _key(prefix)
         handle = self._db(db)
@@ -105,18 +105,19 @@ class Txn:
                 else:
                     positioned = cur.prev()
                 while positioned:
-                    k = cur.key()
+                    k = bytes(cur.key())
                     if not k.startswith(prefix):
                         break
-                    yield k, unpack(cur.value())
+                    yield k, unpack(bytes(cur.value()))
                     positioned = cur.prev()
                 return
             if not cur.set_range(prefix):
                 return
-            for k, v in cur:
+            for raw_key, v in cur:
+                k = bytes(raw_key)
                 if not k.startswith(prefix):
                     break
-                yield k, unpack(v)
+                yield k, unpack(bytes(v))
 
     def count(self, db: str) -> int:
         handle = self._db(db)

@@ -203,6 +203,6 @@ async def serve_api(
         task_status.started(
             f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
         )
-        await serve(app, config, shutdown_trigger=event.wait)  # type: ignore[arg-type]
+        await serve(app, config, shutdown_trigger=event.wait)
     finally:
         sock.close()

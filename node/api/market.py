@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,6 +25,9 @@ from bitterbot.protocol.errors import (
     NotRunningError,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    from bitterbot.node.rep.service import Reputation
 
 MAX_BODY = 16 * 1024
 
@@ -62,7 +65,7 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
         rows = [o.to_obj() for o in offers]
         if ctx.reputation is not None:
             for row in rows:
-                row["reputation"] = _reputation(ctx, row)
+                row["reputation"] = _reputation(ctx.reputation, row)
         return JSONResponse({"offers": rows})
 
     async def fetch(request: Request) -> JSONResponse:
@@ -100,10 +103,10 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
     ]
 
 
-def _reputation(ctx: NodeContext, row: dict[str, Any]) -> dict[str, Any]:
+def _reputation(reputation: Reputation, row: dict[str, Any]) -> dict[str, Any]:
     """Tier and score of an offer from this node's reputation ledger."""
     from bitterbot.protocol.identity import decode_key
 
-    assessment = ctx.reputation.assess(row["package_id"], decode_key(row["publisher"]))
+    assessment = reputation.assess(row["package_id"], decode_key(row["publisher"]))
     score = None if assessment.score is None else round(assessment.score, 3)
     return {"tier": assessment.tier, "score": score}

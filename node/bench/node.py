@@ -86,6 +86,7 @@ def bench_node(as_json: bool, idle_s: float, with_model: bool) -> None:
                         break
                 time.sleep(0.02)
             if ready_s is None:
+                assert child.stderr is not None  # started with stderr=PIPE
                 err = (
                     child.stderr.read().decode(errors="replace") if child.poll() is not None else ""
                 )

@@ -182,7 +182,7 @@ async def _chat_loop(runtime: Any, history: Any, session: str, max_tokens: int |
         while True:
             if interactive:
                 click.echo("you> ", nl=False, err=True)
-            line = await trio.to_thread.run_sync(_read_line, abandon_on_cancel=True)
+            line = await trio.to_thread.run_sync(_read_line, abandon_on_cancel=True)  # type: ignore[call-arg]  # mypy and TypeVarTuple
             if not line:
                 break  # end of input
             text = line.strip()

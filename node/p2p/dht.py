@@ -274,7 +274,7 @@ class DhtMixin:
                         nursery.start_soon(ask, peer)
         if not candidates:
             return None
-        best = candidates[validator.select(key, candidates)]
+        best: bytes = candidates[validator.select(key, candidates)]
         if local is None or bytes(local.value) != best:
             self._dht.value_store.put(key_bytes, best)
         return best

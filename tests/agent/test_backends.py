@@ -33,13 +33,11 @@ from bitterbot.agent.ollama_backend import (
     OllamaUnreachableError,
 )
 from bitterbot.node.api.app import serve_api
+from bitterbot.node.config import default_settings
 
-SETTINGS: dict[str, Any] = {
-    "agent.model": "smollm2",
-    "agent.context": 2048,
-    "agent.threads": 2,
-    "ollama.url": "",
-}
+SETTINGS = default_settings(
+    {"agent.model": "smollm2", "agent.context": 2048, "agent.threads": 2, "ollama.url": ""}
+)
 
 
 # --- model resolution -----------------------------------------------------------------

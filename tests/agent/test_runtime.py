@@ -10,8 +10,11 @@ import trio
 from bitterbot.agent.backends import ContextOverflowError, ModelUnavailableError
 from bitterbot.agent.fake_backend import FakeBackend
 from bitterbot.agent.runtime import AgentRuntime
+from bitterbot.node.config import default_settings
 
-SETTINGS = {"agent.model": "fake:main", "agent.context": 2048, "agent.max_tokens": 16}
+SETTINGS = default_settings(
+    {"agent.model": "fake:main", "agent.context": 2048, "agent.max_tokens": 16}
+)
 
 
 def runtime_with(fake: FakeBackend, system_prompt: str = "Be brief.") -> AgentRuntime:

@@ -17,6 +17,7 @@ from bitterbot.agent.skills import (
     accept_declared,
     render_prompt,
 )
+from bitterbot.node.config import default_settings
 from bitterbot.protocol.errors import BitterbotError, NotFoundError, SandboxViolation, SkillError
 from bitterbot.protocol.identity import Identity
 from bitterbot.protocol.skillpkg import build_package, sign_package
@@ -305,7 +306,7 @@ async def test_prompt_skill_with_a_bundled_model_uses_it(
     assert path is not None and path.read_bytes() == gguf
     default, own = FakeBackend("default", replies=["wrong"]), FakeBackend("own", replies=["right"])
     runtime = AgentRuntime(
-        {"agent.model": "default"}, backends={"default": default, str(path): own}
+        default_settings({"agent.model": "default"}), backends={"default": default, str(path): own}
     )
     out = await manager.run("bundled", "hi", generate=runtime_generate(runtime, str(path)))
     assert out.text == "right" and not default.calls and len(own.calls) == 1

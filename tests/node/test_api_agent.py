@@ -16,7 +16,7 @@ from bitterbot.agent.fake_backend import FakeBackend
 from bitterbot.agent.models import embedded_gguf_path
 from bitterbot.agent.runtime import AgentRuntime
 from bitterbot.node.api.app import build_app, serve_api
-from bitterbot.node.config import load_settings
+from bitterbot.node.config import default_settings, load_settings
 from bitterbot.node.context import NodeContext
 from bitterbot.node.home import Home
 from bitterbot.node.store import Store
@@ -53,7 +53,9 @@ async def serve(
 
 
 def fake_runtime(fake: FakeBackend) -> AgentRuntime:
-    settings = {"agent.model": "fake:main", "agent.max_tokens": 32, "ollama.url": ""}
+    settings = default_settings(
+        {"agent.model": "fake:main", "agent.max_tokens": 32, "ollama.url": ""}
+    )
     return AgentRuntime(settings, backends={"fake:main": fake}, system_prompt="")
 
 
@@ -62,7 +64,9 @@ def fake_runtime(fake: FakeBackend) -> AgentRuntime:
 async def test_openai_client_gets_a_completion_and_a_stream_from_smollm2(serve: Any) -> None:
     import openai
 
-    settings = {"agent.model": "smollm2", "agent.context": 2048, "agent.threads": 2}
+    settings = default_settings(
+        {"agent.model": "smollm2", "agent.context": 2048, "agent.threads": 2}
+    )
     url, token = await serve(AgentRuntime(settings))
     client = openai.OpenAI(base_url=url + "/v1", api_key=token, max_retries=0)
     question = [{"role": "user", "content": "What is the capital of France?"}]
