@@ -1,4 +1,8 @@
-"""``bitterbot bench vouchers``: vouchers verified and durably accepted per second."""
+"""``bitterbot bench vouchers``: vouchers verified and durably accepted per second.
+
+``--backend ledger`` (default, TEST MONEY) or ``--backend cashu`` (a real nutshell mint on
+loopback, node/bench/pay_cashu.py: also deposit, settle and refund latency).
+"""
 
 from __future__ import annotations
 
@@ -119,12 +123,28 @@ async def bench_durable(
 
 @bench.command("vouchers")
 @click.option("--count", default=20_000, show_default=True, help="vouchers to verify")
-@click.option("--channels", default=64, show_default=True, help="concurrent payers (durable)")
+@click.option(
+    "--channels", type=int, default=None, help="concurrent payers (durable) [ledger 64, cashu 8]"
+)
 @click.option("--per-channel", default=100, show_default=True, help="vouchers per payer")
 @click.option("--dir", "folder", type=click.Path(path_type=Path), default=None, help="LMDB folder")
+@click.option(
+    "--backend",
+    type=click.Choice(["ledger", "cashu"]),
+    default="ledger",
+    show_default=True,
+    help="TEST MONEY ledger, or a real Cashu mint on loopback",
+)
+@click.option("--mint", default=None, help="cashu: this mint's URL (default: start a local one)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON (the default output)")
 def bench_vouchers(
-    count: int, channels: int, per_channel: int, folder: Path | None, as_json: bool
+    count: int,
+    channels: int | None,
+    per_channel: int,
+    folder: Path | None,
+    backend: str,
+    mint: str | None,
+    as_json: bool,
 ) -> None:
     """Vouchers verified/s, and durably accepted/s with and without group commit."""
     import shutil
@@ -133,6 +153,16 @@ def bench_vouchers(
     import trio
 
     base = Path(tempfile.mkdtemp(prefix="bench-vouchers-", dir=folder))
+    if backend == "cashu":
+        from bitterbot.node.bench import pay_cashu
+
+        try:
+            out = pay_cashu.run(count, channels or 8, per_channel, base, mint)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        click.echo(json.dumps(out, indent=2))
+        return
+    channels = channels or 64
     try:
         verify = bench_verify(count)
         grouped = trio.run(bench_durable, base / "grouped", channels, per_channel, 256)

@@ -44,6 +44,8 @@ from bitterbot.protocol.identity import Identity
 
 CHANNELS = "cashu.channels"  # channel ID -> this node's Cashu record (payer or payee)
 CASHU_FOLDER = "cashu"  # in the home: the cdk wallet (SQLite) and its mnemonic (0600)
+COVER = "cashu.cover"  # channel ID -> {signed: [proof index], total: sat}: read per voucher
+SIGS = "cashu.sigs"  # channel ID + proof index (2 bytes) -> the payer's signature on it
 PREFIX = "cashu:"
 MAX_NAME = 32  # ChannelTerms.backend
 
@@ -79,7 +81,9 @@ class CashuBackend:
         self.wallet = CashuWallet(Path(folder), self.mint_url)
         self.client = MintClient(self.mint_url)
         self._verifiers: dict[bytes, cc.SchnorrVerifier] = {}
-        store.transact(lambda txn: txn.count(CHANNELS))
+        self._deposits: dict[bytes, rules.Deposit] = {}  # channel ID -> deposit (immutable)
+        self._capacities: dict[bytes, int] = {}
+        store.transact(lambda txn: (txn.count(CHANNELS), txn.count(COVER), txn.count(SIGS)))
 
     def shutdown(self) -> None:
         """Nothing to close: the store is the node's, the wallet opens per call."""
@@ -94,6 +98,57 @@ class CashuBackend:
 
     async def _put(self, cid: bytes, rec: dict[str, Any]) -> None:
         await self.store.run(lambda txn: txn.put(CHANNELS, cid, rec))
+
+    # --- the signed set, kept apart from the big record: a voucher reads a few bytes ------
+    def deposit_of(self, cid: bytes) -> rules.Deposit | None:
+        """The channel's deposit (either role), parsed once."""
+        deposit = self._deposits.get(cid)
+        if deposit is None:
+            rec = self.record(cid)
+            if rec is None:
+                return None
+            if rec["role"] == "payee" and rec.get("deposit") is not None:
+                deposit = rules.Deposit.from_obj(rec["deposit"])
+            elif rec["role"] == "payer" and rec.get("proofs") is not None:
+                deposit = self._deposit(rec)
+            else:
+                return None
+            if len(self._deposits) >= 10_000:
+                self._deposits.clear()
+                self._capacities.clear()
+            self._deposits[cid] = deposit
+        return deposit
+
+    def _capacity(self, cid: bytes, deposit: rules.Deposit) -> int:
+        cap = self._capacities.get(cid)
+        if cap is None:
+            cap = self._capacities[cid] = sum(deposit.amounts)
+        return cap
+
+    @staticmethod
+    def _cover(txn: Txn, cid: bytes) -> tuple[list[int], int]:
+        c = txn.get(COVER, cid)
+        return ([], 0) if c is None else (list(c["signed"]), int(c["total"]))
+
+    @staticmethod
+    def _add_signed(
+        txn: Txn, cid: bytes, amounts: list[int], sigs: list[tuple[int, bytes]]
+    ) -> None:
+        indices, total = CashuBackend._cover(txn, cid)
+        for i, sig in sigs:
+            txn.put(SIGS, cid + i.to_bytes(2, "big"), sig)
+        total += sum(amounts[i] for i, _ in sigs)
+        txn.put(COVER, cid, {"signed": indices + [i for i, _ in sigs], "total": total})
+
+    def signed(self, cid: bytes) -> list[tuple[int, bytes]]:
+        """The proofs the payer signed over so far, with its signatures, in order."""
+        with self.store.read() as txn:
+            indices, _ = self._cover(txn, cid)
+            return [(i, bytes(txn.get(SIGS, cid + i.to_bytes(2, "big")))) for i in indices]
+
+    def covered(self, cid: bytes) -> int:
+        with self.store.read() as txn:
+            return self._cover(txn, cid)[1]
 
     # --- SettlementBackend -----------------------------------------------------------
     async def balance(self, account: bytes) -> int:
@@ -162,7 +217,7 @@ class CashuBackend:
                 ]
                 await self._put(cid, rec)  # bearer ecash out of the wallet: keep it first
             rec["proofs"] = await self.wallet.run_sync(self._swap_locked_sync, rec)
-            rec.update(state="locked", inputs=None, signed=[], settled=0)
+            rec.update(state="locked", inputs=None, settled=0)
             await self._put(cid, rec)
         escrow = await self.escrow(cid)
         assert escrow is not None
@@ -245,7 +300,6 @@ class CashuBackend:
                 "role": "payee",
                 "terms": terms.body(),
                 "deposit": deposit.to_obj(),
-                "signed": [],
                 "swapped": [],
                 "settled": 0,
                 "state": "locked",
@@ -270,27 +324,28 @@ class CashuBackend:
     def voucher_extra(self, txn: Txn, voucher: Voucher) -> dict[str, Any] | None:
         """Payer, inside the transaction that signs ``voucher``: sign the proofs that extend
         the cover to its amount, and record them. Returns what travels beside it."""
-        rec: dict[str, Any] | None = txn.get(CHANNELS, voucher.channel)
-        if rec is None or rec["role"] != "payer" or rec.get("proofs") is None:
+        deposit = self.deposit_of(voucher.channel)
+        if deposit is None:
             raise rules.CashuError("this channel has no locked Cashu deposit")
-        signed = {i for i, _ in rec["signed"]}
-        new = rules.extend_cover(rec["amounts"], signed, voucher.amount)
+        indices, _ = self._cover(txn, voucher.channel)
+        new = rules.extend_cover(deposit.amounts, set(indices), voucher.amount)
+        if not new:
+            return None
+        rec: dict[str, Any] = txn.get(CHANNELS, voucher.channel)
         key = self._key(ChannelTerms.from_obj(rec["terms"]))
-        deposit = self._deposit(rec)
-        sigs = [[i, cc.sign_secret(key, deposit.secret(i))] for i in new]
-        rec["signed"] = rec["signed"] + sigs
-        txn.put(CHANNELS, voucher.channel, rec)
-        return {"sigs": sigs}
+        sigs = [(i, cc.sign_secret(key, deposit.secret(i))) for i in new]
+        self._add_signed(txn, voucher.channel, deposit.amounts, sigs)
+        return {"sigs": [[i, sig] for i, sig in sigs]}
 
     def check_voucher_extra(self, terms: ChannelTerms, voucher: Voucher, raw: Any) -> Any:
         """Payee, before the commit: the signatures verify against the deposit (Schnorr)."""
-        rec = self.record(voucher.channel)
-        if rec is None or rec.get("deposit") is None:
-            return []
-        deposit = rules.Deposit.from_obj(rec["deposit"])
-        sigs = rules.parse_signatures(
-            raw.get("sigs") if isinstance(raw, dict) else raw, len(deposit.proofs)
-        )
+        listed = raw.get("sigs") if isinstance(raw, dict) else None
+        if not listed:
+            return []  # most vouchers: the cover still holds without a new proof
+        deposit = self.deposit_of(voucher.channel)
+        if deposit is None:
+            raise rules.CashuError("no Cashu deposit for this channel")
+        sigs = rules.parse_signatures(listed, len(deposit.proofs))
         verifier = self._verifiers.get(deposit.payer_key)
         if verifier is None:
             if len(self._verifiers) > 10_000:
@@ -303,15 +358,21 @@ class CashuBackend:
 
     def apply_voucher_extra(self, txn: Txn, voucher: Voucher, sigs: Any) -> None:
         """Payee, inside the voucher's commit: the cover rule, then store the signatures."""
-        rec: dict[str, Any] | None = txn.get(CHANNELS, voucher.channel)
-        if rec is None or rec.get("deposit") is None:
+        deposit = self.deposit_of(voucher.channel)
+        if deposit is None:
             raise rules.CashuError("no Cashu deposit for this channel")
-        amounts = [p[0] for p in rec["deposit"]["proofs"]]
-        signed = {i for i, _ in rec["signed"]}
+        indices, total = self._cover(txn, voucher.channel)
         sigs = sigs or []  # a voucher with no material: the cover must already hold
-        rules.check_cover(amounts, signed, [i for i, _ in sigs], voucher.amount)
-        rec["signed"] = rec["signed"] + [[i, s] for i, s in sigs]
-        txn.put(CHANNELS, voucher.channel, rec)
+        rules.check_cover(
+            deposit.amounts,
+            set(indices),
+            [i for i, _ in sigs],
+            voucher.amount,
+            covered=total,
+            capacity=self._capacity(voucher.channel, deposit),
+        )
+        if sigs:
+            self._add_signed(txn, voucher.channel, deposit.amounts, sigs)
 
     # --- payee: settle ------------------------------------------------------------------
     async def settle(self, voucher: Voucher, now_ms: int) -> int:
@@ -320,7 +381,8 @@ class CashuBackend:
         rec = self.record(cid)
         if rec is None or rec.get("deposit") is None:
             raise esc.UnknownChannelError("no Cashu deposit for this channel")
-        todo = [(i, s) for i, s in rec["signed"] if i not in set(rec["swapped"])]
+        swapped = set(rec["swapped"])
+        todo = [(i, s) for i, s in self.signed(cid) if i not in swapped]
         if not todo:
             return 0
         deposit = rules.Deposit.from_obj(rec["deposit"])
@@ -356,8 +418,7 @@ class CashuBackend:
         rec = self.record(close.channel)
         if rec is None or rec.get("proofs") is None:
             raise esc.UnknownChannelError("no Cashu deposit for this channel")
-        covered = sum(rec["amounts"][i] for i, _ in rec["signed"])
-        gap = close.amount - covered
+        gap = close.amount - self.covered(close.channel)
         if gap <= 0:
             return {}
         token = rec.get("gap_token")
@@ -374,8 +435,7 @@ class CashuBackend:
         if rec is None or rec.get("deposit") is None:
             raise esc.UnknownChannelError("no Cashu deposit for this channel")
         deposit = rules.Deposit.from_obj(rec["deposit"])
-        covered = sum(deposit.proofs[i].amount for i, _ in rec["signed"])
-        gap = close.amount - covered
+        gap = close.amount - self.covered(cid)
         if gap > 0 and not rec.get("gap_received"):
             token = raw.get("gap") if isinstance(raw, dict) else None
             if not isinstance(token, str) or len(token) > 16_384:
@@ -390,7 +450,7 @@ class CashuBackend:
         rec = self.record(cid)
         assert rec is not None
         key = self._key(ChannelTerms.from_obj(rec["terms"]))
-        signed = {i for i, _ in rec["signed"]}
+        signed = {i for i, _ in self.signed(cid)}
         back = [
             [i, cc.sign_secret(key, deposit.secret(i))]
             for i in range(len(deposit.proofs))
@@ -410,7 +470,7 @@ class CashuBackend:
             raw.get("refund_sigs") if isinstance(raw, dict) else None, len(deposit.proofs)
         )
         payee = cc.SchnorrVerifier(rec["payee_key"])
-        signed = {i for i, _ in rec["signed"]}
+        signed = {i for i, _ in self.signed(close.channel)}
         for i, sig in sigs:
             if i in signed or not payee.verify(deposit.secret(i), sig):
                 raise rules.CashuError("the payee's return signature is invalid")
@@ -463,7 +523,7 @@ class CashuBackend:
         signatures (cooperative close) or alone as refund key (after the locktime)."""
         deposit = self._deposit(rec)
         key = self._key(ChannelTerms.from_obj(rec["terms"]))
-        signed = {i for i, _ in rec["signed"]}
+        signed = {i for i, _ in self.signed(deposit_cid(rec))}
         by_index = {i: s for i, s in payee_sigs}
         todo = [i for i in range(len(deposit.proofs)) if i not in signed]
         if not todo:
@@ -480,6 +540,10 @@ class CashuBackend:
             for i in todo
         ]
         return await self.wallet.receive_proofs(proofs) if proofs else 0
+
+
+def deposit_cid(rec: dict[str, Any]) -> bytes:
+    return ChannelTerms.from_obj(rec["terms"]).channel_id
 
 
 def _cdk_proof(deposit: rules.Deposit, index: int, sigs: list[bytes]) -> Any:

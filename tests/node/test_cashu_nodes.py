@@ -114,7 +114,7 @@ async def cashu_pair(
         home = Home(tmp_path / name)
         store = Store(tmp_path / f"{name}-pay")
         backend = CashuBackend(store, home.identity(), tmp_path / f"{name}-cashu", cashu_mint.url)
-        pay = Payments(home.identity(), store, backend, p2p=host, dispute_window_ms=4_000)
+        pay = Payments(home.identity(), store, backend, p2p=host, dispute_window_ms=8_000)
         await nursery.start(pay.run)
         nodes.append(pay)
     buyer, seller = nodes
