@@ -114,6 +114,7 @@ class ConsentRequest:
     prompt: str
     is_update: bool
     changes: tuple[str, ...]
+    warnings: tuple[str, ...] = ()  # past the Agent Skills spec, accepted (SkillDoc.warnings)
 
     def text(self) -> str:
         m = self.manifest
@@ -121,6 +122,7 @@ class ConsentRequest:
         lines = [head, f"publisher: {self.publisher}", f"kind: {m.kind}", f"price: {m.price}"]
         if self.changes:
             lines.append("changed since you last approved it: " + ", ".join(self.changes))
+        lines += [f"note: {w}" for w in self.warnings]
         lines.append("it may:")
         lines += [f"  - {line}" for line in m.permissions.describe()]
         lines.append("prompt (SKILL.md), invisible characters shown as <U+...>:")
@@ -357,6 +359,7 @@ class SkillManager:
             skill.files[SKILL_FILE].decode("utf-8"),
             is_update=same_owner,
             changes=tuple(changes),
+            warnings=skill.doc.warnings,
         )
         if needs_consent and not consent(request):
             raise SkillError(
@@ -393,6 +396,7 @@ class SkillManager:
             "prompt_sha256": prompt_sha,
             "installed_at_ms": self._clock_ms(),
             "dir": str(target),
+            "warnings": list(skill.doc.warnings),
         }
         old_dir = existing["dir"] if existing is not None else None
         self.records.put(man.name, record)

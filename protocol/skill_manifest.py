@@ -43,6 +43,11 @@ MAX_EXAMPLE_LEN = 300
 MAX_TAGS = 16
 MAX_NET_HOSTS = 16
 MAX_LLM_TOKENS = 65536
+MAX_NAME_CHARS = 64  # the name is an identifier (catalogs, DHT keys): no leeway
+# Agent Skills limits of free-text fields. Real clients load skills past them, so past them
+# is a warning; the hard limits (well above) are what a hostile file meets.
+SPEC_DESCRIPTION_CHARS, HARD_DESCRIPTION_CHARS = 1024, 8192
+SPEC_COMPATIBILITY_CHARS, HARD_COMPATIBILITY_CHARS = 500, 4096
 FILE_MODES = ("none", "read", "write")
 
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -125,6 +130,22 @@ class SkillDoc:
     body: str
     license: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    compatibility: str | None = None
+    #: what a strict reader of the Agent Skills spec would refuse but real clients accept
+    warnings: tuple[str, ...] = ()
+
+
+def _within(value: str, field_name: str, spec: int, hard: int, warnings: list[str]) -> None:
+    if len(value) > hard:
+        raise ValidationError(
+            f"{SKILL_FILE}: {field_name} is {len(value)} characters, over the limit of {hard}",
+            hint=f"shorten it (the Agent Skills spec asks for at most {spec})",
+        )
+    if len(value) > spec:
+        warnings.append(
+            f"{field_name} is {len(value)} characters; the Agent Skills spec asks for at most "
+            f"{spec} (accepted, as other clients do)"
+        )
 
 
 def parse_skill_md(data: bytes) -> SkillDoc:
@@ -153,22 +174,35 @@ def parse_skill_md(data: bytes) -> SkillDoc:
         raise ValidationError(f"{SKILL_FILE}: front matter is not valid YAML: {exc}") from exc
     if not isinstance(meta, dict):
         raise ValidationError(f"{SKILL_FILE}: front matter must be a mapping")
+    warnings: list[str] = []
     name, desc = meta.get("name"), meta.get("description")
-    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 64:
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_NAME_CHARS:
         raise ValidationError(
             f"{SKILL_FILE}: name {name!r} is invalid",
             hint="lower-case letters, digits and single hyphens, at most 64 characters",
         )
-    if not isinstance(desc, str) or not desc.strip() or len(desc) > 1024:
-        raise ValidationError(f"{SKILL_FILE}: description must be 1..1024 characters")
+    if not isinstance(desc, str) or not desc.strip():
+        raise ValidationError(
+            f"{SKILL_FILE}: description is missing or empty",
+            hint="say in description: what the skill does and when to use it",
+        )
+    desc = desc.strip()
+    _within(desc, "description", SPEC_DESCRIPTION_CHARS, HARD_DESCRIPTION_CHARS, warnings)
     lic = meta.get("license")
     if lic is not None and not isinstance(lic, str):
         raise ValidationError(f"{SKILL_FILE}: license must be a string")
+    compat = meta.get("compatibility")
+    if compat is not None:
+        if not isinstance(compat, str):
+            raise ValidationError(f"{SKILL_FILE}: compatibility must be a string")
+        _within(
+            compat, "compatibility", SPEC_COMPATIBILITY_CHARS, HARD_COMPATIBILITY_CHARS, warnings
+        )
     raw_md = meta.get("metadata") or {}
     if not isinstance(raw_md, dict):
         raise ValidationError(f"{SKILL_FILE}: metadata must be a mapping")
     metadata = {str(k): str(v) for k, v in raw_md.items()}
-    return SkillDoc(name, desc.strip(), body, lic, metadata)
+    return SkillDoc(name, desc, body, lic, metadata, compat, tuple(warnings))
 
 
 # --- bitterbot.toml -------------------------------------------------------------------

@@ -295,8 +295,10 @@ def import_command(
     with _manager(cli_ctx) as manager:
         record = manager.import_folder(folder, _consent(yes, as_json), force=force)
     if as_json:
-        print_json(skill_row(record))
+        print_json({**skill_row(record), "warnings": record["warnings"]})
     else:
+        for warning in record["warnings"]:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"imported {record['name']} as a prompt-only skill ({record['id']})")
 
 

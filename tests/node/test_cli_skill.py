@@ -79,6 +79,23 @@ def test_author_packs_signs_and_a_user_installs_and_runs(tmp_path: Path) -> None
     assert "--force" in down.stderr
 
 
+def test_import_of_a_skill_past_the_spec_limits_warns_and_installs(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    folder = tmp_path / "long-desc"
+    folder.mkdir()
+    desc = "Drafts replies to customer e-mails in the company's tone. " * 20
+    (folder / "SKILL.md").write_text(f"---\nname: long-desc\ndescription: {desc}\n---\nBe kind.\n")
+    shown = bb("skill", "import", str(folder), "--yes", home=home)
+    assert shown.returncode == 0, shown.stderr
+    assert "warning: description is" in shown.stderr and "imported long-desc" in shown.stdout
+    listed = json.loads(ok(bb("skill", "list", "--json", home=home)))
+    assert [r["description"] for r in listed if r["name"] == "long-desc"] == [desc.strip()]
+    again = json.loads(
+        ok(bb("skill", "import", str(folder), "--yes", "--force", "--json", home=home))
+    )
+    assert again["name"] == "long-desc" and len(again["warnings"]) == 1
+
+
 def test_import_and_errors_are_printed_once_without_traceback(tmp_path: Path) -> None:
     home = tmp_path / "home"
     folder = tmp_path / "plain"
