@@ -27,6 +27,7 @@ successful buyers to the distance of the seller's sales records (``pay.sold``) f
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +127,9 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
                 searches.append({"by": "name", **await search_until_found(b, name=name)})
             searches.append({"by": "tag", **await search_until_found(b, tag="math")})
             # the paid skill first: the altering provider is not yet banned, so it is asked
-            purchases.append(await _buy(net, b, paid, bad_peers, search_until_found))
+            purchases.append(await _buy(net, b, paid, bad_peers, search_until_found, timeout))
             for name in published:
-                installs.append(await _install(net, b, name, bad_peers, published))
+                installs.append(await _install(net, b, name, bad_peers, published, timeout))
 
         async with trio.open_nursery() as nursery:
             for b in buyers:
@@ -155,7 +156,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         lost = f"calc-{publishers[0]}"
         await net.kill(publishers[0])
         await search_until_found(late_buyer, name=lost)
-        after_loss = await _install(net, late_buyer, lost, bad_peers, published)
+        after_loss = await _install(net, late_buyer, lost, bad_peers, published, timeout)
         events = list(net.log)
 
     ok = [i for i in installs if i["ok"]]
@@ -209,29 +210,36 @@ async def _buy(
     paid: dict[str, Any],
     bad_peers: list[str],
     search_until_found: Any,
+    search_timeout_s: float,
 ) -> dict[str, Any]:
     """One buyer and the paid skill: search it, ask below the price, buy, run, buy again."""
     name, price = paid["name"], int(paid["price"])
     found = await search_until_found(node, name=name)
     offer = next((o for o in found["offers"] if o["name"] == name), {})
     shown = offer.get("price") == price and offer.get("seller") == paid["seller_peer"]
-    low = await net.call(
-        node,
-        "market_buy_install",
-        timeout_s=180,
-        name=name,
-        max_price=price - 1,
-        first_providers=bad_peers,
-        expression=EXPRESSION,
+    low = await _until_found(
+        lambda: net.call(
+            node,
+            "market_buy_install",
+            timeout_s=180,
+            name=name,
+            max_price=price - 1,
+            first_providers=bad_peers,
+            expression=EXPRESSION,
+        ),
+        deadline_s=search_timeout_s,
     )
-    got = await net.call(
-        node,
-        "market_buy_install",
-        timeout_s=300,
-        name=name,
-        max_price=price,
-        first_providers=bad_peers,
-        expression=EXPRESSION,
+    got = await _until_found(
+        lambda: net.call(
+            node,
+            "market_buy_install",
+            timeout_s=300,
+            name=name,
+            max_price=price,
+            first_providers=bad_peers,
+            expression=EXPRESSION,
+        ),
+        deadline_s=search_timeout_s,
     )
     out: dict[str, Any] = {
         "node": node,
@@ -309,17 +317,51 @@ def _paid_metrics(
     }
 
 
+async def _until_found(call: Callable[[], Awaitable[Any]], deadline_s: float) -> Any:
+    """``call()`` again while the network answers "not found", until ``deadline_s``.
+
+    A search that found the skill does not promise that the install's own lookup finds it:
+    on a loaded machine a DHT query can time out and come back empty. The wait is on that
+    condition, not a fixed sleep; at the deadline the last answer stands (or its error).
+    """
+    last: Any = None
+    error: WorkerError | None = None
+    with trio.move_on_after(deadline_s):
+        while True:
+            try:
+                last, error = await call(), None
+            except WorkerError as exc:
+                if exc.code != "not_found":
+                    raise
+                error = exc
+            else:
+                if not isinstance(last, dict) or last.get("code") != "not_found":
+                    return last
+            await trio.sleep(0.5)
+    if error is not None:
+        raise error
+    return last
+
+
 async def _install(
-    net: SimNetwork, node: int, name: str, bad_peers: list[str], published: dict[str, str]
+    net: SimNetwork,
+    node: int,
+    name: str,
+    bad_peers: list[str],
+    published: dict[str, str],
+    search_timeout_s: float,
 ) -> dict[str, Any]:
     try:
-        got = await net.call(
-            node,
-            "market_install",
-            timeout_s=180,
-            name=name,
-            first_providers=bad_peers,
-            expression=EXPRESSION,
+        got = await _until_found(
+            lambda: net.call(
+                node,
+                "market_install",
+                timeout_s=180,
+                name=name,
+                first_providers=bad_peers,
+                expression=EXPRESSION,
+            ),
+            deadline_s=search_timeout_s,
         )
     except WorkerError as exc:
         return {"node": node, "name": name, "ok": False, "error": exc.message}

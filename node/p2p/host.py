@@ -126,6 +126,7 @@ class P2PHost(DhtMixin, GossipMixin):
         self._last_walk = float("-inf")
         self.bootstrapped = trio.Event()
         self.first_round_done = trio.Event()  # the first bootstrap attempt finished
+        self.upkeep_rounds = 0  # refresh + connection fill rounds done (tests wait on it)
         self.stopped = trio.Event()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -410,6 +411,7 @@ class P2PHost(DhtMixin, GossipMixin):
                 await self._refresh()
                 await self._fill_connections()
                 self._remember_connected()
+                self.upkeep_rounds += 1
                 # jitter: nodes started together must not all refresh at the same moment
                 await trio.sleep(self.config.refresh_interval_s * random.uniform(0.8, 1.2))
             else:

@@ -126,6 +126,7 @@ class Reputation:
         self._queued = trio.Event()
         self._write_lock = trio.Lock()
         self.rejected = 0  # gossip messages refused by the validator
+        self.sync_rounds = 0  # catch-up rounds done (tests wait on it)
         self.rejected_by: dict[str, int] = {}  # ... by error code (bad_signature, stale, ...)
         self.p2p: Any = None
 
@@ -390,6 +391,7 @@ class Reputation:
                     await self.sync_with(p2p, peer)
                 except BitterbotError as exc:
                     logger.info("reputation sync with %s failed: %s", peer, exc)
+            self.sync_rounds += 1
             await trio.sleep(self.config.sync_interval_s)
 
     async def sync_with(self, p2p: Any, peer_id: str) -> int:

@@ -142,7 +142,7 @@ async def test_gossip_reaches_every_node_and_the_validator_drops_bad_messages(
             sub = await cm.__aenter__()
             await nursery.start(listen, node, sub)
         await wait_until(lambda: all(len(n.topic_peers(topic)) >= 1 for n in nodes))
-        await trio.sleep(1.5)  # one heartbeat builds the mesh
+        await wait_until(lambda: all(n.mesh_peers(topic) for n in nodes))  # a heartbeat
         await nodes[1].publish(topic, b"bad one")
         await nodes[1].publish(topic, b"good one")
         await wait_until(lambda: all(v == [b"good one"] for v in received.values()), timeout=10)
@@ -230,7 +230,8 @@ async def test_members_learn_the_marker_protocol_through_identify(p2p_factory, w
         return NET_PROTOCOL in _protocols_seen(b, a._host.get_id())
 
     await wait_until(b_knows_a_is_a_member)
-    await trio.sleep(1.5)  # a refresh round keeps members
+    rounds = b.upkeep_rounds
+    await wait_until(lambda: b.upkeep_rounds > rounds)  # a refresh round keeps members
     assert a.peer_id in b.routing_table_peers()
 
 
@@ -284,7 +285,8 @@ async def test_a_plain_libp2p_kademlia_peer_is_kept_out_of_the_routing_table(
             await dht.peer_routing.find_closest_peers_network(outsider.get_id().to_bytes())
             await wait_until(lambda: b.peer_id in a.routing_table_peers())
             await wait_until(lambda: bool(_protocols_seen(a, outsider.get_id())))
-            await trio.sleep(2.5)  # two refresh rounds of the test config (1 s)
+            rounds = a.upkeep_rounds
+            await wait_until(lambda: a.upkeep_rounds >= rounds + 2)  # two refresh rounds
             # ... but never becomes a member of our routing tables
             assert outsider_id in a.connected_peers()
             assert outsider_id not in a.routing_table_peers()

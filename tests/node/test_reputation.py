@@ -230,7 +230,7 @@ async def test_invalid_attestation_is_stored_nowhere(rep_factory, wait_until, tm
         await nursery.start(rogue.run)
         async with rogue.subscribe(TOPIC):
             await wait_until(lambda: seed.peer_id in rogue.topic_peers(TOPIC), timeout=30)
-            await trio.sleep(1.5)  # a heartbeat: the rogue is in the seed's mesh
+            await wait_until(lambda: rogue.peer_id in seed.mesh_peers(TOPIC), timeout=30)
             t = now_ms()
             obj = decode(A.rating(rogue_id, 1, t, "pkg:evil", 1).data)
             obj["payload"]["stars"] = 5  # signature no longer matches
@@ -575,7 +575,7 @@ async def test_statements_too_old_for_gossip_wait_for_sync_instead(rep_factory, 
     seed, rseed = await rep_factory("seed")
     b, rb = await rep_factory("b", seeds=[seed])
     await wait_until(lambda: seed.topic_peers(TOPIC) and b.topic_peers(TOPIC), timeout=30)
-    await trio.sleep(0.5)  # past the first catch-up sync
+    await wait_until(lambda: rb.sync_rounds >= 1 and rseed.sync_rounds >= 1)  # first catch-up
     old_ts = now_ms() - rb.config.gossip_max_age_ms - 3600_000
     own_key = rb.identity.public_key
     old = rb.ledger.create(lambda s: A.rating(rb.identity, s, old_ts, "pkg:old", 2), own_key)
