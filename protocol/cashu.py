@@ -239,8 +239,8 @@ class Deposit:
 
 def check_deposit(deposit: Deposit, *, capacity: int, payee_key: bytes, locktime: int) -> None:
     """The payee's offline checks: the split is the agreed one, locked to us, unique nonces."""
-    if deposit.payee_key != payee_key:
-        raise CashuError("the deposit is not locked to this channel's payee key")
+    if deposit.payee_key != payee_key or deposit.payer_key == payee_key:
+        raise CashuError("the deposit is not locked to this channel's payee and payer keys")
     if deposit.locktime != locktime:
         raise CashuError(f"the deposit's locktime {deposit.locktime} is not the agreed {locktime}")
     if sorted(deposit.amounts) != denominations(capacity):

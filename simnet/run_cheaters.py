@@ -1,10 +1,15 @@
-"""Cheating payers against honest payees over real payment channels (TEST MONEY).
+"""Cheating payers against honest payees over real payment channels.
 
 Cast: the first ``payees`` nodes sell; the last ``cheaters`` nodes cheat; the rest pay
 honestly. Honest payers pay every payee ``payments_per_pair`` random amounts. Each cheater,
 ``rounds`` times per payee, pays once honestly and then sends every cheating voucher kind
 (forgery, over capacity, rollback, stale nonce, unknown channel, replay of the last
 accepted voucher). Afterwards every payee's books must show exactly the honest amounts.
+
+``backend``: ``ledger`` (TEST MONEY) or ``cashu`` (a real nutshell mint on loopback; then
+each payee also settles at the end, and its wallet must hold what the payers' signatures
+cover: ``payee_ecash_settled_sat`` and ``payee_ecash_shortfall_sat``, below one cover unit
+per channel).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from bitterbot.simnet.errors import ScenarioError
 from bitterbot.simnet.harness import SimNetwork
 from bitterbot.simnet.runners import RunResult
 from bitterbot.simnet.scenarios import Scenario
+from bitterbot.simnet.simnode_pay import money_note, payment_options
 from bitterbot.simnet.stats import percentile, rate, rounded
 
 DEFAULTS: dict[str, Any] = {
@@ -27,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "payments_per_pair": 5,
     "rounds": 3,
     "honest_part": 10,
+    "backend": "ledger",
 }
 
 
@@ -44,9 +51,23 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     payees = list(range(n_payees))
     cheaters = list(range(n - n_cheaters, n))
     honest = [i for i in range(n) if i not in payees and i not in cheaters]
-    options = {"payments": True, "ledger_path": str(run_dir / "ledger")}
-    network = SimNetwork.from_section(net_cfg, run_dir, scenario.seed, options)
+    backend = str(work["backend"])
+    with payment_options(backend, run_dir) as options:
+        network = SimNetwork.from_section(net_cfg, run_dir, scenario.seed, options)
+        return await _run(network, work, net_cfg, n, payees, cheaters, honest, backend, rng)
 
+
+async def _run(
+    network: SimNetwork,
+    work: dict[str, Any],
+    net_cfg: dict[str, Any],
+    n: int,
+    payees: list[int],
+    cheaters: list[int],
+    honest: list[int],
+    backend: str,
+    rng: random.Random,
+) -> RunResult:
     async with network.running() as net:
         await net.start_all()
         await trio.sleep(float(net_cfg["settle_s"]))
@@ -82,6 +103,11 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
                 nursery.start_soon(cheat_all, cheater)
 
         books = {payee: await net.call(payee, "received") for payee in payees}
+        ecash = (
+            {p: await net.call(p, "settle_all", timeout_s=300) for p in payees}
+            if backend == "cashu"
+            else {}
+        )
         events = list(net.log)
 
     by_id = {peer[i]: i for i in range(n)}
@@ -104,9 +130,9 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     latencies = [r["ms"] for r in ok]
     metrics: dict[str, Any] = {
         "nodes": n,
-        "payees": n_payees,
+        "payees": len(payees),
         "honest_payers": len(honest),
-        "cheaters": n_cheaters,
+        "cheaters": len(cheaters),
         "honest_payments": len(honest_results),
         "honest_payment_acceptance_rate": rounded(rate(len(ok), len(honest_results)), 4),
         "cheating_attempts_total": sum(sum(r["attempts"].values()) for r in cheat_results),
@@ -118,7 +144,13 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         "voucher_latency_p50_ms": rounded(percentile(latencies, 50)),
         "voucher_latency_p95_ms": rounded(percentile(latencies, 95)),
     }
-    notes = ["All amounts are TEST MONEY on the shared test ledger."]
+    if backend == "cashu":
+        booked_total = sum(sum(books[p].values()) for p in payees)
+        settled = sum(e["settled"] for e in ecash.values())
+        metrics["payee_ecash_settled_sat"] = settled
+        metrics["payee_ecash_shortfall_sat"] = booked_total - settled
+        metrics["payee_ecash_balance_sat"] = sum(e["balance"] for e in ecash.values())
+    notes = [money_note(backend)]
     if mismatches:
         notes.append(f"payee books differ from the honest amounts: {mismatches[:5]}")
     return RunResult(metrics=metrics, series={"voucher_ms": latencies}, events=events, notes=notes)

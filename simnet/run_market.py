@@ -37,6 +37,7 @@ from bitterbot.simnet.errors import ScenarioError, WorkerError
 from bitterbot.simnet.harness import SimNetwork
 from bitterbot.simnet.runners import RunResult
 from bitterbot.simnet.scenarios import Scenario
+from bitterbot.simnet.simnode_pay import money_note, payment_options
 from bitterbot.simnet.stats import percentile, rate, rounded
 
 DEFAULTS: dict[str, Any] = {
@@ -45,11 +46,24 @@ DEFAULTS: dict[str, Any] = {
     "altering_providers": 1,
     "search_timeout_s": 20.0,
     "paid_price": 250,
+    "backend": "ledger",
 }
 EXPRESSION, EXPECTED = "6 * 7", "= 42"
 
 
 async def run(scenario: Scenario, run_dir: Path) -> RunResult:
+    """The scenario on its payment ``backend``: ``ledger`` (TEST MONEY) or ``cashu`` (a real
+    nutshell mint on loopback for the run; the seller then settles its channels at the end,
+    ``seller_ecash_settled_sat`` and ``seller_ecash_shortfall_sat``, below one cover unit a
+    channel, say what reached its wallet)."""
+    backend = str(scenario.section("workload")["backend"])
+    with payment_options(backend, run_dir) as pay_options:
+        return await _run(scenario, run_dir, {"market": True, **pay_options}, backend)
+
+
+async def _run(
+    scenario: Scenario, run_dir: Path, options: dict[str, Any], backend: str
+) -> RunResult:
     work = scenario.section("workload")
     net_cfg = scenario.section("network")
     n = scenario.nodes
@@ -72,7 +86,6 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     buyers = list(range(n_seeds + n_pub, n_seeds + n_pub + n_buy))
     late_buyer = n_seeds + n_pub + n_buy
     seller = publishers[-1]
-    options = {"market": True, "payments": True, "ledger_path": str(run_dir / "ledger")}
     network = SimNetwork.from_section(net_cfg, run_dir, scenario.seed, options)
     network.node_options_for = {i: {"market_altering": True} for i in alterers}
     timeout = float(work["search_timeout_s"])
@@ -138,6 +151,7 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
         # the seller's books and what each buyer paid it, then a node without a license
         books = await net.call(seller, "sales")
         received = await net.call(seller, "received")
+        ecash = await net.call(seller, "settle_all", timeout_s=300) if backend == "cashu" else {}
         buyer_peers = {net.nodes[b].peer_id for b in buyers}
         paid_by = {b: await net.call(b, "paid_to", peer=paid["seller_peer"]) for b in buyers}
         leaked = next((p["path"] for p in purchases if p["ok"]), None)
@@ -201,6 +215,13 @@ async def run(scenario: Scenario, run_dir: Path) -> RunResult:
     ]
     if not after_loss["ok"]:
         notes.append(f"install after publisher loss failed: {after_loss['error']}")
+    if ecash:
+        metrics["seller_ecash_settled_sat"] = ecash["settled"]
+        metrics["seller_ecash_shortfall_sat"] = (
+            metrics["seller_revenue_received"] - ecash["settled"]
+        )
+        metrics["seller_ecash_balance_sat"] = ecash["balance"]
+    notes.append(money_note(backend))
     return RunResult(metrics=metrics, events=events, notes=notes)
 
 

@@ -60,7 +60,8 @@ def altering_market_class() -> type:
 def shared_context(node: Any, store: Any, identity: Any) -> Any:
     """The one NodeContext a simnet node's market and payments share, as in a real node
     (node/subsystems.py: each starter attaches itself to it). Payments use the run's
-    shared test-money ledger folder (option ``ledger_path``)."""
+    shared test-money ledger folder (option ``ledger_path``) or its local Cashu mint
+    (option ``cashu_mint``, a URL)."""
     from bitterbot.node.config import load_settings
     from bitterbot.node.context import NodeContext
 
@@ -69,6 +70,8 @@ def shared_context(node: Any, store: Any, identity: Any) -> Any:
         overrides: dict[str, Any] = {"pay.default_capacity": CHANNEL_CAPACITY}
         if node.options.get("ledger_path"):
             overrides["pay.ledger_path"] = str(node.options["ledger_path"])
+        if node.options.get("cashu_mint"):  # payments on the run's local Cashu mint
+            overrides["pay.backend"] = "cashu:" + str(node.options["cashu_mint"])
         settings = load_settings(node.home.path, overrides, env={})
         ctx = NodeContext(settings, node.home, store, identity)
         ctx.p2p = node.p2p

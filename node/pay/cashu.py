@@ -291,8 +291,12 @@ class CashuBackend:
             payee_key=cc.public_key(self._key(terms)),
             locktime=locktime_of(terms),
         )
-        if locktime_of(terms) * 1000 <= now_ms:
-            raise rules.CashuError("the deposit's locktime has passed")
+        if locktime_of(terms) * 1000 - now_ms < terms.dispute_window_ms // 2:
+            raise rules.CashuError(
+                "the deposit unlocks too soon to settle safely",
+                hint="open channels with a fresh created_ms: the locktime is created + window",
+            )
+        cc.SchnorrVerifier(deposit.payer_key)  # a point on the curve, or CashuError
         await trio.to_thread.run_sync(self._check_with_mint_sync, deposit)
         await self._put(
             cid,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +55,16 @@ class ProofsSpentError(MintRefusedError):
     code = "proofs_spent"
 
 
+class MintBusyError(MintRefusedError):
+    """The mint refused for a moment (nutshell's SQLite lock under load): retried here."""
+
+    code = "mint_busy"
+
+
+#: pauses before retrying an operation the mint refused as busy (it did not run it)
+BUSY_RETRY_S = (0.5, 1.0, 2.0, 4.0)
+
+
 def translate(exc: BaseException, mint: str) -> SettlementError:
     """A cdk or httpx error as ours."""
     text = str(exc)
@@ -62,6 +73,8 @@ def translate(exc: BaseException, mint: str) -> SettlementError:
         s in low for s in ("transport error", "error sending request", "connection refused")
     ):
         return MintUnreachableError(f"the mint {mint} cannot be reached: {text[:200]}")
+    if "database lock" in low:
+        return MintBusyError(f"the mint {mint} is busy: {text[:200]}", hint="retry in a moment")
     if "already spent" in low or "token already spent" in low:
         return ProofsSpentError(
             f"the mint refused: proofs already spent ({text[:200]})",
@@ -110,10 +123,15 @@ class CashuWallet:
         import cdk
 
         wallet = self._open()
-        try:
-            return asyncio.run(_await(fn(wallet)))
-        except cdk.FfiError as exc:
-            raise translate(exc, self.mint_url) from exc
+        for pause in (*BUSY_RETRY_S, None):
+            try:
+                return asyncio.run(_await(fn(wallet)))
+            except cdk.FfiError as exc:
+                err = translate(exc, self.mint_url)
+                if not isinstance(err, MintBusyError) or pause is None:
+                    raise err from exc
+            time.sleep(pause)  # a worker thread: the refused call changed nothing
+        raise AssertionError("unreachable")
 
     async def call(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         return await trio.to_thread.run_sync(self.call_sync, fn, limiter=self._limiter)
@@ -287,6 +305,14 @@ class MintClient:
         self._keys: dict[str, dict[int, bytes]] = {}
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
+        for pause in BUSY_RETRY_S:
+            try:
+                return self._request_once(method, path, body)
+            except MintBusyError:
+                time.sleep(pause)  # a worker thread; the mint ran nothing
+        return self._request_once(method, path, body)
+
+    def _request_once(self, method: str, path: str, body: Any) -> Any:
         try:
             with httpx.Client(timeout=HTTP_TIMEOUT_S) as client:
                 resp = client.request(method, self.url + path, json=body)

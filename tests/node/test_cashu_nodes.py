@@ -253,3 +253,16 @@ async def test_a_payee_killed_after_acknowledging_settles_after_restart(
     covered = sum(amounts[i] for i in signed)
     assert 100 - rules.cover_unit(10_000) < covered <= 100
     assert paid == balance == covered  # in the payee's own wallet, after a kill -9
+
+
+def test_the_wallet_command_says_what_to_do_when_the_mint_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bitterbot.node.pay.cashu_mint import free_port
+
+    monkeypatch.setitem(SHARED, "BITTERBOT_PAY_BACKEND", f"cashu:http://127.0.0.1:{free_port()}")
+    out = cli(tmp_path / "home", "pay", "wallet", "mint", "100", "--wait", "5")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "cannot be reached" in out.stderr and "proofs stay in the wallet" in out.stderr
+    balance = _json(cli(tmp_path / "home", "pay", "wallet", "balance", "--json"))
+    assert balance["balance"] == 0  # local: answers without the mint

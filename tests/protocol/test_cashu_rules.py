@@ -81,7 +81,7 @@ def test_deposit_round_trip_and_offline_checks() -> None:
     assert '["sigflag","SIG_INPUTS"]' in deposit.secret(0)
     cashu.check_deposit(deposit, capacity=1, payee_key=b"\x03" * 33, locktime=1_800_000_000)
     for kw, match in (
-        ({"payee_key": b"\x02" * 33}, "payee key"),
+        ({"payee_key": b"\x02" * 33}, "payee and payer keys"),
         ({"locktime": 1}, "locktime"),
         ({"capacity": 2}, "denominations"),
     ):
