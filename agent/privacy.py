@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bitterbot.agent.privacy_eval import leakage
-from bitterbot.agent.privacy_names import dull, find_names, in_dictionary
+from bitterbot.agent.privacy_names import dull, find_names, in_dictionary, plain
 from bitterbot.agent.privacy_ner import NerModel, load_ner, name_spans
 from bitterbot.agent.privacy_structured import MASK, Span, find_structured, iban_ok, luhn_ok
 from bitterbot.protocol.errors import ValidationError
@@ -215,7 +215,7 @@ def _spread(texts: Sequence[str], found: list[list[Entity]]) -> list[list[Entity
     any_case: dict[str, str] = {}
     for entities in found:
         for e in entities:
-            if not _PROPAGATES.fullmatch(e.text) or dull(e.text):
+            if not _PROPAGATES.fullmatch(e.text) or plain(e.text):
                 continue
             if " " not in e.text and in_dictionary(e.text.lower()):
                 exact.setdefault(e.text, e.type)

@@ -256,6 +256,10 @@ def _structured_values(rng: random.Random, i: int) -> dict[str, Planted]:
     postcode = rng.choice(["SW1A 1AA", "EC1V 9HX", "M1 1AE", f"CA {rng.randint(90001, 96162)}"])
     ssn = f"{rng.randint(100, 899)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}"
     account = "".join(rng.choice("0123456789") for _ in range(rng.choice([9, 14])))
+    order = (
+        f"{rng.randint(100, 999)}-{rng.randint(10**6, 10**7 - 1)}-{rng.randint(10**6, 10**7 - 1)}"
+    )
+    last4 = f"{rng.randint(0, 9999):04d}"
     handle = "@" + nick.replace(".", "_")
     password = rng.choice(["hunter2!", "Tr0ub4dor&3", "s3cretPass", "qwerty12345"])
     return {
@@ -272,6 +276,8 @@ def _structured_values(rng: random.Random, i: int) -> dict[str, Planted]:
         "handle": Planted("HANDLE", handle, [handle, nick]),
         "username": Planted("HANDLE", nick, [nick]),
         "password": Planted("SECRET", password, [password]),
+        "order": Planted("ID", order, [order]),
+        "last4": Planted("ID", last4, [last4]),
     }
 
 
@@ -286,6 +292,8 @@ STRUCTURED_TEMPLATES = (
     "account number {account}, username: {username}, password: {password}",
     "we moved to {address} near {postcode}; text {phone}",
     "hey its me, login {username} pwd = {password} and my ssn {ssn}",
+    "Refund order {order} to the card ending in {last4}, thanks",
+    "my visa's last four digits are {last4}; the order number was {order}",
 )
 
 

@@ -104,6 +104,26 @@ GREETING_CUE = re.compile(
 )
 PLACE_PREPOSITION = re.compile(r"\b(?:in|at|near|from|to|around|visit|visiting)\s*$")
 AT_PLACE = re.compile(r"\b(?:at|in|from|for|with|near|visit|visiting|join|joined|joining)\s+$")
+#: What comes after it is an employer's name, whatever its case.
+EMPLOYER_CUE = re.compile(
+    r"\b(?:(?:i|we|he|she|they|my|his|her)\s+(?:\w+\s+)?(?:work|worked|working|works)\s+(?:at|for)"
+    r"|employed\s+(?:at|by)|(?:job|internship|position)\s+at|company\s+(?:is|called|named)"
+    r"|employer\s*(?:is|:))\s+",
+    re.IGNORECASE,
+)
+NOT_EMPLOYERS = frozenset(
+    """
+    home night nights weekends weekend school college university hospital office remote
+    remotely length scale least most once times startup startups company companies bank
+    banks restaurant restaurants store stores firm agency local big small large
+    """.split()
+)
+#: Whoever made, wrote or owns something is named right after "by".
+MADE_BY = re.compile(
+    r"\b(?:made|developed|written|created|built|owned|founded|run|published|produced|"
+    r"designed|acquired|directed|sponsored|led|managed|operated)\s+by\s+$",
+    re.IGNORECASE,
+)
 ALREADY_REDACTED = re.compile(r"<[A-Z_]+>|\[[A-Z]+_\d+\]")
 
 
@@ -376,7 +396,8 @@ def _capitalized_names(text: str, ner: Sequence[Span] | None) -> list[Span]:
         named = any(is_known_name(w.lower()) and not w.isupper() for w in content) and not (
             at_start and len(words) == 1
         )
-        if titled or org or named or _overlaps(start, end, ner):
+        made_by = bool(MADE_BY.search(text, max(0, start - 30), start))  # "developed by Closed AI"
+        if titled or org or named or made_by or _overlaps(start, end, ner):
             found.append((kind, start, end))
     return found
 
@@ -414,19 +435,38 @@ def _lower_case_names(text: str, ner: Sequence[Span] | None) -> list[Span]:
             start = max(0, m.start() - 60) + w.start()
         if start < m.start():
             found.append(("ORG", start, m.end()))
+    # "my work at google", "the company is wolfram research": an employer, in any case
+    for m in EMPLOYER_CUE.finditer(text):
+        words = list(re.finditer(r"[\w&'’.-]+", text[m.end() : m.end() + 60]))
+        end = m.end()
+        for w in words[:3]:
+            low = w.group(0).lower().rstrip(".")
+            if (
+                low in COMMON_WORDS
+                or low in NOT_EMPLOYERS
+                or text[end : m.end() + w.start()].strip()
+            ):
+                break
+            end = m.end() + w.start() + len(w.group(0).rstrip("."))
+        if end > m.end():
+            found.append(("ORG", m.end(), end))
     return found
 
 
-def dull(text: str) -> bool:
-    """A model's false find: only sentence words and common acronyms ("IBAN", "the SSN"),
-    or one English word in lower case."""
-    words = [w.strip(".,") for w in text.split()]
-    if text.islower() and len(words) == 1 and is_ordinary_word(words[0]):
-        return True  # "referral", "telehealth": one English word in lower case
+def plain(text: str) -> bool:
+    """Only sentence words and common acronyms ("IBAN", "the SSN"): nobody's name."""
     return all(
-        (w.lower() in COMMON_WORDS or w.lower() in COMMON_ACRONYMS) and w.lower() not in PLACES
-        for w in words
+        (w in COMMON_WORDS or w in COMMON_ACRONYMS) and w not in PLACES
+        for w in (w.strip(".,").lower() for w in text.split())
     )
+
+
+def dull(text: str) -> bool:
+    """A model's false find: :func:`plain`, or one English word in lower case ("referral",
+    "telehealth"), where the model is least sure."""
+    if text.islower() and " " not in text.strip() and is_ordinary_word(text.strip(".,")):
+        return True
+    return plain(text)
 
 
 def find_names(text: str, ner: Sequence[Span] | None = None) -> list[Span]:

@@ -42,6 +42,14 @@ PHONE = re.compile(
 NUMBER_ID = re.compile(
     r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])|(?<![\w.,+])(?:\d{9}|\d{13,})(?![\w]|[.,]\d)"
 )
+#: Order and reference numbers in dash-separated groups ("114-3941689-8533821")
+DASHED_NUMBER = re.compile(r"(?<![\w-])\d{2,}(?:-\d{2,}){1,5}(?![\w-])")
+#: The last digits of a card or an account: "ending in 4471", "last four digits are 0932"
+LAST_DIGITS = re.compile(
+    r"\b(?:ending|ends|ended)\s+(?:in|with)\s+(\d{3,6})\b"
+    r"|\blast\s+(?:4|four|3|three|5|five|6|six)\s+(?:digits\s+)?(?:are\s+|is\s+|:\s*)?(\d{3,6})\b",
+    re.IGNORECASE,
+)
 DATE_LIKE = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$|^(?:19|20)\d\d[-–](?:19|20)?\d\d$")
 STREET_SUFFIX = (
     r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl"
@@ -192,6 +200,17 @@ def _number_ids(t: str) -> list[Span]:
     return [("ID", m.start(), m.end()) for m in NUMBER_ID.finditer(t)]
 
 
+def _dashed_ids(t: str) -> list[Span]:
+    out: list[Span] = []
+    for m in DASHED_NUMBER.finditer(t):
+        if len(re.sub(r"\D", "", m.group(0))) >= 10 and not DATE_LIKE.match(m.group(0)):
+            out.append(("ID", m.start(), m.end()))
+    for m in LAST_DIGITS.finditer(t):
+        group = 1 if m.group(1) else 2
+        out.append(("ID", m.start(group), m.end(group)))
+    return out
+
+
 def _is_plain_number(raw: str) -> bool:
     """Thousands groups (1 000 000) and single years are numbers, not phones."""
     return bool(re.fullmatch(r"\d{1,3}(?: \d{3})+", raw)) and not raw.startswith("0")
@@ -228,6 +247,7 @@ STAGES = (
     _addresses,
     _number_ids,
     _phones,
+    _dashed_ids,
     _handles_ids,
 )
 MASK = "\uffff"  # neither a word character nor a space nor a digit
