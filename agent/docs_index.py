@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.)
 CANDIDATES = 50  # taken from each ranking before fusion
 BM25_K1, BM25_B = 1.2, 0.75
 MAX_QUERY_CHARS = 2000
+TERMS_VERSION = 2  # of what docs_terms holds; 2 added identifier terms
 
 
 # --- what we need from the outside ---------------------------------------------------
@@ -109,13 +110,65 @@ _SUFFIXES = ("ments", "ment", "ings", "ing", "ies", "ed", "es", "s")
 
 
 def _stem(word: str) -> str:
-    """Strip one common English suffix, keeping at least four letters (park, parking)."""
+    """Strip one common English suffix, keeping at least four letters (park, parking);
+    a number loses its leading zeros (station 07 is station 7)."""
+    if word.isdigit():
+        return word.lstrip("0") or "0"
     if word.endswith(("ss", "us", "is")):
         return word
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 4:
             return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
     return word
+
+
+# --- identifiers: numbers and codes, matched exactly --------------------------------
+
+# A run of word characters joined by - _ / : (AB-1234, 2024-05-01, 10:30), by dots (v2.3.1,
+# 4.12) or by a comma before three digits (1,200). Runs holding a digit are identifiers.
+_RUN = re.compile(r"\w+(?:(?:[-./:]|(?<=\d),(?=\d{3}(?!\d)))\w+)*")
+_PARTS = re.compile(r"[-_/:,]")
+_JOINERS = re.compile(r"[-_,]")
+_DIGIT = re.compile(r"\d")
+WHOLE, PART = "#", "~"  # term prefixes: a whole identifier; a numbered part of a longer one
+PART_WEIGHT = 0.5  # "142" found only inside "ST-142" counts half
+
+
+def canonical_identifier(token: str) -> str:
+    """Lower case; a number without leading zeros (07 is 7); ``-``, ``_`` and ``,`` dropped
+    (AB-1234 is AB1234, 1,200 is 1200); dots, slashes and colons kept (2.3 is not 23)."""
+    token = token.lower()
+    if token.isdigit():
+        return token.lstrip("0") or "0"
+    return _JOINERS.sub("", token)
+
+
+def identifiers(text: str) -> list[str]:
+    """The canonical identifiers of ``text`` (each whole run holding a digit), in order."""
+    return list(
+        dict.fromkeys(canonical_identifier(r) for r in _RUN.findall(text) if _DIGIT.search(r))
+    )
+
+
+def identifier_terms(text: str) -> list[str]:
+    """Index terms of ``text``'s identifiers: ``#`` + each whole one, ``~`` + each part
+    holding a digit of a compound one (``ST-142`` gives ``#st142`` and ``~142``)."""
+    out = []
+    for run in _RUN.findall(text):
+        if not _DIGIT.search(run):
+            continue
+        out.append(WHOLE + canonical_identifier(run))
+        parts = _PARTS.split(run)
+        if len(parts) > 1:
+            out.extend(PART + canonical_identifier(p) for p in parts if _DIGIT.search(p))
+    return out
+
+
+def index_terms(text: str) -> tuple[int, dict[str, int]]:
+    """What ``docs_terms`` stores for a passage: its length in words and its term counts
+    (BM25 words, plus identifier terms, which never count towards the length)."""
+    words = terms(text)
+    return len(words), dict(Counter(words + identifier_terms(text)))
 
 
 # --- results -------------------------------------------------------------------------
@@ -147,7 +200,8 @@ class Hit:
     score: float  # fused (reciprocal rank)
     cosine: float  # query-passage cosine similarity
     bm25: float
-    matched_terms: list[str] = field(default_factory=list)
+    exact: float = 0.0  # the query's identifiers found here (a part counts PART_WEIGHT)
+    keyed: float = 0.0  # share of the query in the best sentence naming one of them
 
     @property
     def citation(self) -> str:
@@ -163,6 +217,8 @@ class Hit:
             "score": round(self.score, 6),
             "cosine": round(self.cosine, 4),
             "bm25": round(self.bm25, 4),
+            "exact": self.exact,
+            "keyed": self.keyed,
         }
 
 
@@ -283,6 +339,7 @@ class DocsIndex:
 
         def write(txn: DocsTxn) -> list[FileResult]:
             self._check_encoder(txn)
+            _upgrade_terms(txn)
             results = []
             for item in batch:
                 previous = txn.get(FILES, item.key)
@@ -296,8 +353,7 @@ class DocsIndex:
                         CHUNKS, k, {"file": item.key, "text": chunk.text, "pos": chunk.position}
                     )
                     txn.put(VECTORS, k, vector.tobytes())
-                    words = terms(chunk.text)
-                    txn.put(TERMS, k, [len(words), dict(Counter(words))])
+                    txn.put(TERMS, k, list(index_terms(chunk.text)))
                 txn.put(
                     FILES,
                     item.key,
@@ -409,6 +465,11 @@ class DocsIndex:
     def _current(self) -> _Memory:
         with self.store.read() as txn:
             generation = int(txn.get(META, "generation", 0))
+            stale = generation and txn.get(META, "terms_version", 1) != TERMS_VERSION
+        if stale:  # indexed by an older version: re-derive its terms once
+            self._transact(_upgrade_terms)
+            with self.store.read() as txn:
+                generation = int(txn.get(META, "generation", 0))
         with self._lock:
             if self._memory is None or self._memory.generation != generation:
                 self._memory = self._load()
@@ -467,14 +528,7 @@ class DocsIndex:
 
     def term_weights(self, words: Iterable[str]) -> dict[str, float]:
         """BM25 IDF of each word; a word in no document gets the highest weight."""
-        memory = self._current()
-        n = int(memory.ids.size)
-        out = {}
-        for word in words:
-            posting = memory.postings.get(word)
-            df = 0 if posting is None else int(posting[0].size)
-            out[word] = math.log(1 + (n - df + 0.5) / (df + 0.5))
-        return out
+        return _idf(self._current(), words)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` best passages for ``query``: BM25 and vector rankings, fused."""
@@ -492,17 +546,40 @@ class DocsIndex:
                 hint="remove the documents (bitterbot docs remove --all) and add them again",
             )
         cosine = memory.matrix @ q
-        bm25, matched = _bm25(memory, terms(query))
+        bm25 = _bm25(memory, terms(query))
+        wanted = identifiers(query)
+        exact = _exact(memory, wanted)
         take = min(CANDIDATES, n)
         fused: dict[int, float] = {}
         for ranking in (_top(cosine, take), _top(bm25, take, positive=True)):
             for rank, row in enumerate(ranking):
                 fused[int(row)] = fused.get(int(row), 0.0) + 1.0 / (RRF_K + rank + 1)
-        best = sorted(fused.items(), key=lambda item: -item[1])[:k]
+        # passages holding the question's numbers and codes: all candidates, and ranked
+        # above every passage holding fewer of them (rank fusion alone lets 300 passages
+        # that differ only in a number drown the one with the right number)
+        if wanted:
+            within = exact + bm25 / (1.0 + float(bm25.max(initial=0.0)))  # bm25 breaks ties
+            for row in _top(within, take, positive=True):
+                if exact[row] > 0:
+                    fused.setdefault(int(row), 0.0)
         hits = []
         with self.store.read() as txn:
-            for row, score in best:
-                record = txn.get(CHUNKS, _cid(int(memory.ids[row])))
+            records = {}
+            for row in fused:
+                if exact[row] > 0:  # what the sentence naming the number says decides
+                    records[row] = txn.get(CHUNKS, _cid(int(memory.ids[row])))
+            query_words = set(terms(query))
+            keyed = {
+                row: _keyed(record["text"], set(wanted), query_words)
+                for row, record in records.items()
+                if record is not None
+            }
+            order = sorted(
+                fused.items(),
+                key=lambda item: (-exact[item[0]], -keyed.get(item[0], 0.0), -item[1]),
+            )
+            for row, score in order[:k]:
+                record = records.get(row) or txn.get(CHUNKS, _cid(int(memory.ids[row])))
                 if record is None:  # removed since this generation was loaded
                     continue
                 hits.append(
@@ -514,16 +591,16 @@ class DocsIndex:
                         score=score,
                         cosine=float(cosine[row]),
                         bm25=float(bm25[row]),
-                        matched_terms=sorted(matched.get(row, ())),
+                        exact=float(exact[row]),
+                        keyed=keyed.get(row, 0.0),
                     )
                 )
         return hits
 
 
-def _bm25(memory: _Memory, query_terms: Iterable[str]) -> tuple[np.ndarray, dict[int, set[str]]]:
+def _bm25(memory: _Memory, query_terms: Iterable[str]) -> np.ndarray:
     n = int(memory.ids.size)
     scores = np.zeros(n, dtype=np.float32)
-    matched: dict[int, set[str]] = {}
     norm = BM25_K1 * (1 - BM25_B + BM25_B * memory.lengths / memory.avg_length)
     for term in set(query_terms):
         posting = memory.postings.get(term)
@@ -532,10 +609,47 @@ def _bm25(memory: _Memory, query_terms: Iterable[str]) -> tuple[np.ndarray, dict
         rows, counts = posting
         idf = math.log(1 + (n - rows.size + 0.5) / (rows.size + 0.5))
         scores[rows] += idf * counts * (BM25_K1 + 1) / (counts + norm[rows])
-        if rows.size <= 4 * CANDIDATES:  # only rare terms matter for support checks
-            for row in rows.tolist():
-                matched.setdefault(row, set()).add(term)
-    return scores, matched
+    return scores
+
+
+def _idf(memory: _Memory, words: Iterable[str]) -> dict[str, float]:
+    """BM25 IDF of each word; a word in no document gets the highest weight."""
+    n = int(memory.ids.size)
+    out = {}
+    for word in words:
+        posting = memory.postings.get(word)
+        df = 0 if posting is None else int(posting[0].size)
+        out[word] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return out
+
+
+def _keyed(text: str, wanted: set[str], words: set[str]) -> float:
+    """The share of the query's ``words`` in the best sentence of ``text`` naming one of
+    the ``wanted`` identifiers: "the code for station 3 is X" scores high for "code of
+    station 3?", "reviewed in week 3" does not. Unweighted: among near-identical
+    passages every word is common, and IDF would weigh them all near zero."""
+    best = 0.0
+    for start, end in docs_ingest.sentence_spans(text):
+        sentence = text[start:end]
+        if words and wanted & {t[1:] for t in identifier_terms(sentence)}:
+            best = max(best, len(words & set(terms(sentence))) / len(words))
+    return round(best, 4)
+
+
+def _exact(memory: _Memory, wanted: Iterable[str]) -> np.ndarray:
+    """Per passage: how many of the ``wanted`` identifiers it holds whole (1 each) or
+    only as part of a longer one (PART_WEIGHT each)."""
+    scores = np.zeros(int(memory.ids.size), dtype=np.float32)
+    for ident in wanted:
+        found = np.zeros_like(scores)
+        part = memory.postings.get(PART + ident)
+        if part is not None:
+            found[part[0]] = PART_WEIGHT
+        whole = memory.postings.get(WHOLE + ident)
+        if whole is not None:
+            found[whole[0]] = 1.0
+        scores += found
+    return scores
 
 
 def _top(scores: np.ndarray, take: int, positive: bool = False) -> np.ndarray:
@@ -559,6 +673,19 @@ def _delete_chunks(txn: DocsTxn, ids: Iterable[int]) -> None:
 
 def _bump(txn: DocsTxn) -> None:
     txn.put(META, "generation", int(txn.get(META, "generation", 0)) + 1)
+
+
+def _upgrade_terms(txn: DocsTxn) -> None:
+    """Re-derive every passage's terms from its text when they were stored by an older
+    version of :func:`index_terms` (version 1 had no identifier terms)."""
+    if txn.get(META, "terms_version", 1) == TERMS_VERSION:
+        return
+    stored = [(k, record["text"]) for k, record in txn.items(CHUNKS)]
+    for k, text in stored:
+        txn.put(TERMS, k, list(index_terms(text)))
+    txn.put(META, "terms_version", TERMS_VERSION)
+    if stored:
+        _bump(txn)
 
 
 # --- a whole run ---------------------------------------------------------------------

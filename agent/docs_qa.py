@@ -24,7 +24,14 @@ import trio
 
 from bitterbot.agent import docs_ingest
 from bitterbot.agent.backends import Backend, GenerateOptions
-from bitterbot.agent.docs_index import DocsIndex, Encoder, Hit, terms
+from bitterbot.agent.docs_index import (
+    DocsIndex,
+    Encoder,
+    Hit,
+    identifier_terms,
+    identifiers,
+    terms,
+)
 from bitterbot.protocol.errors import ModelError, ValidationError
 
 # --- the skill, as the router sees it -----------------------------------------------
@@ -92,11 +99,30 @@ class DocsAnswer:
 
 
 _NAME_OR_NUMBER = re.compile(r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][\w-]*|\d[\w.,-]*)")
+_DIGIT = re.compile(r"\d")
 
 
 def names_and_numbers(question: str) -> set[str]:
     """Terms of the question's capitalised words (not sentence-initial) and numbers."""
     return set(terms(" ".join(_NAME_OR_NUMBER.findall(question.strip()))))
+
+
+def names(question: str) -> set[str]:
+    """Terms of the question's capitalised words (not sentence-initial) holding no digit;
+    codes and numbers are matched whole by :func:`holds_identifiers` instead."""
+    found = _NAME_OR_NUMBER.findall(question.strip())
+    return set(terms(" ".join(w for w in found if not _DIGIT.search(w))))
+
+
+def passage_identifiers(text: str) -> set[str]:
+    """Every identifier of ``text``, whole or as a numbered part of a longer one."""
+    return {term[1:] for term in identifier_terms(text)}
+
+
+def holds_identifiers(question: str, text: str) -> bool:
+    """Whether ``text`` holds each number and code of ``question`` (07 is 7, AB-12 is
+    AB12, and 142 is in ST-142; 14 is not in 142)."""
+    return set(identifiers(question)) <= passage_identifiers(text)
 
 
 def coverage(index: DocsIndex, question: str, text: str) -> float:
@@ -122,11 +148,10 @@ def supporting(index: DocsIndex, question: str, hits: list[Hit]) -> list[Hit]:
     A passage missing one of the question's names or numbers never supports it; otherwise
     a strong cosine does, or a moderate one with most of the question's words present.
     """
-    names = names_and_numbers(question)
+    wanted = names(question)
     out = []
     for hit in hits:
-        present = set(terms(hit.text))
-        if not names <= present:
+        if not wanted <= set(terms(hit.text)) or not holds_identifiers(question, hit.text):
             continue
         if hit.cosine >= STRONG_COSINE or (
             hit.cosine >= WEAK_COSINE and coverage(index, question, hit.text) >= MIN_COVERAGE
@@ -148,18 +173,30 @@ def build_messages(question: str, passages: list[Hit]) -> list[dict[str, str]]:
 
 def best_sentence(index: DocsIndex, question: str, passages: list[Hit]) -> tuple[str, int]:
     """The sentence of ``passages`` sharing the most (IDF-weighted) words with the question;
-    a short one (a heading, a list item's name) comes with the sentence after it."""
-    best, best_n, best_score = passages[0].text, 1, -1.0
+    a short one (a heading, a list item's name) comes with the sentence after it.
+
+    When the question names numbers or codes, a sentence naming them all comes first,
+    and among those the one holding most of the question's words: in near-identical
+    passages every word is common, so IDF cannot tell "the code for station 3 is X"
+    from "station 3 takes over during repairs".
+    """
+    asked = set(identifiers(question))
+    words = set(terms(question))
+    best, best_n, best_key = passages[0].text, 1, (False, 0.0, -1.0)
     for n, hit in enumerate(passages, start=1):
         sentences = [hit.text[s:e].strip() for s, e in docs_ingest.sentence_spans(hit.text)]
         for i, sentence in enumerate(sentences):
+            found = passage_identifiers(sentence)
+            names_all = bool(asked) and asked <= found
+            share = len(words & set(terms(sentence))) / len(words) if names_all else 0.0
             # ties go to the fuller sentence, then to the better passage
             score = coverage(index, question, sentence) + 0.002 * min(len(sentence.split()), 30)
-            score += 0.001 * (n == 1)
-            if score > best_score:
-                if len(sentence) < SHORT_SENTENCE and i + 1 < len(sentences):
+            key = (names_all, share, score + 0.001 * (n == 1))
+            if key > best_key:
+                whole = names_all and bool(found - asked)  # it states a number or code: a fact
+                if len(sentence) < SHORT_SENTENCE and i + 1 < len(sentences) and not whole:
                     sentence = f"{sentence} {sentences[i + 1]}"
-                best, best_n, best_score = sentence, n, score
+                best, best_n, best_key = sentence, n, key
     return best, best_n
 
 
@@ -169,15 +206,41 @@ def grounded(answer: str, passages: list[Hit]) -> bool:
     Small models invent numbers most readily ("100 pounds" for "four pounds"), so one
     number absent from every passage is enough to refuse the reply.
     """
-    words = set(terms(_CITE.sub(" ", answer)))
+    answer = _CITE.sub(" ", answer)
+    words = set(terms(answer))
     if not words:
         return False
     seen: set[str] = set()
+    codes: set[str] = set()
     for hit in passages:
         seen.update(terms(hit.text))
+        codes.update(passage_identifiers(hit.text))
     if any(w.isdigit() and w not in seen for w in words):
         return False
+    if not set(identifiers(answer)) <= codes:  # a code cut short or garbled (QX-773 for QX-7731)
+        return False
     return len(words & seen) / len(words) >= 0.75
+
+
+def keyed_to_the_question(question: str, answer: str, passages: list[Hit]) -> bool:
+    """Each number or code the answer adds to the question's comes from a sentence that
+    holds the question's own numbers and codes.
+
+    Among near-identical passages ("the code for station 11 is X. Its backup is station
+    142."), a small model asked about station 142 copies station 11's code; that code is
+    in the passages, but never in a sentence about station 142.
+    """
+    asked = set(identifiers(question))
+    added = set(identifiers(_CITE.sub(" ", answer))) - asked
+    if not asked or not added:
+        return True
+    keyed: set[str] = set()
+    for hit in passages:
+        for start, end in docs_ingest.sentence_spans(hit.text):
+            found = passage_identifiers(hit.text[start:end])
+            if asked <= found:
+                keyed |= found
+    return added <= keyed
 
 
 def retrieve(index: DocsIndex, question: str, k: int, reranker: Encoder | None) -> list[Hit]:
@@ -189,7 +252,8 @@ def retrieve(index: DocsIndex, question: str, k: int, reranker: Encoder | None) 
     vectors = reranker.encode([question] + [h.text for h in hits])
     for hit, cosine in zip(hits, vectors[1:] @ vectors[0], strict=True):
         hit.cosine = float(cosine)
-    return sorted(hits, key=lambda h: -h.cosine)
+    # cosines cannot tell station 142 from station 11: the identifier ranking stands
+    return sorted(hits, key=lambda h: (-h.exact, -h.keyed, -h.cosine))
 
 
 async def answer_question(
@@ -276,7 +340,7 @@ async def _compose(
         if _NOT_FOUND_REPLY.search(reply) and not grounded(reply, fitted):
             if fitted[0].cosine < STRONG_COSINE:  # weak support and the model agrees
                 return NOT_FOUND, "not_found", set(), ""
-        if reply and grounded(reply, fitted):
+        if reply and grounded(reply, fitted) and keyed_to_the_question(question, reply, fitted):
             cited = {int(n) for n in _CITE.findall(reply) if 1 <= int(n) <= len(fitted)}
             if not cited:
                 cited = {1}

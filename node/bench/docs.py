@@ -1,8 +1,10 @@
-"""``bitterbot bench ingest``: document ingest speed and retrieval latency."""
+"""``bitterbot bench ingest``: document ingest speed and retrieval latency;
+``bitterbot bench facts``: exact facts keyed by numbers among near-identical documents."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +152,180 @@ def run_ingest_bench(
         "query_embed_p50_ms": round(statistics.median(embed_ms), 2),
         "ask_retrieval_p50_ms": round(statistics.median(ask_ms), 2) if ask_ms else None,
     }
+
+
+# --- exact facts keyed by numbers ------------------------------------------------------
+
+_FACT_QUESTIONS = (
+    "What is the maintenance code for pump station {n}?",
+    "Which maintenance code does pump station {n} use?",
+    "maintenance code pump station {n:03d}",  # zero-padded: 007 is station 7
+)
+_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def generate_facts_corpus(folder: Path, count: int, seed: int = 11) -> list[dict[str, Any]]:
+    """``count`` near-identical files ``station_NNN.txt``: the same record, each stating
+    one station's code once, among sentences with other numbers (a section, an extension,
+    a week, a neighbouring station); returns ``{question, file, code, station}`` each."""
+    import random
+
+    rng = random.Random(seed)
+    codes: set[str] = set()
+    facts = []
+    for n in range(1, count + 1):
+        code = ""
+        while not code or code in codes:
+            code = f"{''.join(rng.choices(_LETTERS, k=2))}-{rng.randint(0, 9999):04d}"
+        codes.add(code)
+        other = rng.choice([m for m in range(1, count + 1) if m != n] or [n + 1])
+        text = (
+            "Pump station maintenance record\n\n"
+            "This record is kept by the water board and reviewed every quarter. Inspections "
+            f"follow section 4.{rng.randint(1, 9)} of the operations manual. "
+            f"The maintenance code for pump station {n} is {code}. "
+            f"Call the duty engineer on extension {rng.randint(100, 999)} before any work; "
+            f"pump station {other} takes over during repairs. "
+            f"Last reviewed in week {rng.randint(1, 52)}.\n"
+        )
+        name = f"station_{n:03d}.txt"
+        (folder / name).write_text(text, encoding="utf-8")
+        question = _FACT_QUESTIONS[n % len(_FACT_QUESTIONS)].format(n=n)
+        facts.append({"question": question, "file": name, "code": code, "station": n})
+    return facts
+
+
+@bench.command("facts")
+@click.option("--files", default=300, show_default=True, help="near-identical documents")
+@click.option("--queries", default=0, help="questions asked (default: one per document)")
+@click.option("--model", default=None, help="also answer --answers questions with this model")
+@click.option("--answers", default=20, show_default=True, help="questions put to --model")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (always JSON)")
+@home_option
+@pass_cli
+def bench_facts(
+    cli_ctx: CliContext,
+    files: int,
+    queries: int,
+    model: str | None,
+    answers: int,
+    as_json: bool,
+) -> None:
+    """Exact-fact recall: ask for each station's code among near-identical documents
+    (a throwaway database; encoder caches kept in the home's cache/ folder)."""
+    if files < 1:
+        raise click.BadParameter("at least one document", param_hint="--files")
+    backend = None
+    if model:
+        from bitterbot.agent.models import open_backend
+
+        backend = open_backend(model, cli_ctx.settings(), cli_ctx.home.path)
+    cache = cli_ctx.home.ensure().path / "cache"
+    print_json(
+        run_facts_bench(files, queries or files, cache_dir=cache, backend=backend, answers=answers)
+    )
+
+
+def run_facts_bench(
+    files: int,
+    queries: int,
+    *,
+    cache_dir: Path,
+    backend: Any = None,
+    answers: int = 20,
+) -> dict[str, Any]:
+    """Numbers for ``bench facts``: recall@1 and @3 of the hybrid ranking, the same for
+    the quoted answer (``docs ask --no-model``), latencies; with ``backend``, how often
+    its answers carry the right code, over the first ``answers`` questions."""
+    import statistics
+    import tempfile
+
+    import trio
+
+    from bitterbot.agent.docs_index import ingest
+    from bitterbot.agent.docs_qa import answer_question
+    from bitterbot.agent.encoder import get_encoder
+    from bitterbot.node.store import Store
+
+    def pct(sorted_ms: list[float], q: float) -> float:
+        return round(sorted_ms[int(q * (len(sorted_ms) - 1))], 2)
+
+    with tempfile.TemporaryDirectory(prefix="bitterbot-bench-facts-") as tmp:
+        root = Path(tmp)
+        corpus = root / "corpus"
+        corpus.mkdir()
+        facts = generate_facts_corpus(corpus, files)
+        index = make_index(Store(root / "db"), cache_dir, vectors="static", max_file_bytes=1 << 20)
+        t0 = time.perf_counter()
+        ingest(index, [corpus])
+        ingest_s = time.perf_counter() - t0
+        reranker = get_encoder(cache_dir)
+        asked = [facts[i % len(facts)] for i in range(queries)]
+        at1 = at3 = quoted = 0
+        search_ms: list[float] = []
+        ask_ms: list[float] = []
+        misses: list[dict[str, Any]] = []
+        for fact in asked:
+            t0 = time.perf_counter()
+            hits = index.search(fact["question"], 3)
+            search_ms.append((time.perf_counter() - t0) * 1000)
+            names = [Path(h.file).name for h in hits]
+            at1 += names[:1] == [fact["file"]]
+            at3 += fact["file"] in names
+            t0 = time.perf_counter()
+            result = trio.run(
+                lambda f=fact: answer_question(index, None, f["question"], reranker=reranker)
+            )
+            ask_ms.append((time.perf_counter() - t0) * 1000)
+            right = _right_answer(result, fact)
+            quoted += right
+            if not right and len(misses) < 5:
+                misses.append({"question": fact["question"], "got": result.answer, "top": names})
+        model_right = 0
+        sample = asked[: max(0, answers)] if backend is not None else []
+
+        modes: Counter[str] = Counter()
+
+        async def ask_model() -> int:
+            right = 0
+            try:
+                for fact in sample:
+                    result = await answer_question(
+                        index, backend, fact["question"], reranker=reranker
+                    )
+                    right += _right_answer(result, fact)
+                    modes[result.mode] += 1
+            finally:
+                await backend.aclose()
+            return right
+
+        if sample:
+            model_right = trio.run(ask_model)
+    search_ms.sort()
+    ask_ms.sort()
+    n = len(asked)
+    out: dict[str, Any] = {
+        "documents": files,
+        "queries": n,
+        "ingest_s": round(ingest_s, 3),
+        "recall_at_1": round(at1 / n, 4),
+        "recall_at_3": round(at3 / n, 4),
+        "answer_exact": round(quoted / n, 4),
+        "search_p50_ms": round(statistics.median(search_ms), 2),
+        "search_p95_ms": pct(search_ms, 0.95),
+        "ask_p50_ms": round(statistics.median(ask_ms), 2),
+        "ask_p95_ms": pct(ask_ms, 0.95),
+        "misses": misses,
+    }
+    if sample:
+        out["model"] = backend.model
+        out["model_answers"] = len(sample)
+        out["model_answer_exact"] = round(model_right / len(sample), 4)
+        out["model_modes"] = dict(modes)  # model: its own words; extractive: a quote
+    return out
+
+
+def _right_answer(result: Any, fact: dict[str, Any]) -> bool:
+    """Found, the code in the answer, and the station's own file cited first."""
+    cited = Path(result.citations[0]["file"]).name if result.citations else ""
+    return bool(result.found and fact["code"] in result.answer and cited == fact["file"])
