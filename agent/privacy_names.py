@@ -93,7 +93,8 @@ ACTIONS = frozenset(
 JOINERS = frozenset("of de van von da and & bin al la le del di".split())
 
 WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][\w'’&.-]*")
-LOWER_WORD = re.compile(r"(?<![\w'’@#/.-])[a-z][a-zA-Z]{2,}(?![\w'’@/-])")
+#: a lower-case word, also before a possessive ("wendy’s"), not inside a contraction
+LOWER_WORD = re.compile(r"(?<![\w'’@#/.-])[a-z][a-zA-Z]{2,}(?=['’]s\b|(?![\w'’@/-]))")
 NAME_CUE = re.compile(
     r"\b(?:my name is|i am|i'm|i’m|called|named|name:)\s+([a-z][a-z'-]{1,20})\b", re.IGNORECASE
 )
@@ -342,6 +343,13 @@ def _is_shouting(word: str) -> bool:
     return word.isupper() and (low in COMMON_WORDS or (len(word) >= 4 and in_dictionary(low)))
 
 
+def _in_running_text(text: str, start: int, end: int) -> bool:
+    """Lower-case words on both sides ("a mail to Blessing informing her"): not a heading."""
+    before = re.search(r"([A-Za-z]+)[ \t]+$", text[max(0, start - 30) : start])
+    after = re.match(r"[ \t]+([A-Za-z]+)", text[end : end + 30])
+    return bool(before and after and before.group(1).islower() and after.group(1).islower())
+
+
 def _name_like(word: str) -> bool:
     """Not an English word ("Zheng", "TryHackMe"), or an acronym nobody shares ("ICS")."""
     low = word.lower()
@@ -397,7 +405,8 @@ def _capitalized_names(text: str, ner: Sequence[Span] | None) -> list[Span]:
             at_start and len(words) == 1
         )
         made_by = bool(MADE_BY.search(text, max(0, start - 30), start))  # "developed by Closed AI"
-        if titled or org or named or made_by or _overlaps(start, end, ner):
+        running = len(words) == 1 and not at_start and _in_running_text(text, start, end)
+        if titled or org or named or made_by or running or _overlaps(start, end, ner):
             found.append((kind, start, end))
     return found
 
