@@ -26,7 +26,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bitterbot.agent.privacy_eval import leakage
-from bitterbot.agent.privacy_names import dull, find_names, in_dictionary, plain
+from bitterbot.agent.privacy_names import (
+    dull,
+    find_names,
+    foreign_stop_words,
+    in_dictionary,
+    lexicon,
+    plain,
+)
 from bitterbot.agent.privacy_ner import NerModel, load_ner, name_spans
 from bitterbot.agent.privacy_structured import MASK, Span, find_structured, iban_ok, luhn_ok
 from bitterbot.protocol.errors import ValidationError
@@ -45,7 +52,7 @@ __all__ = [
 
 MAX_REDACT_CHARS = 200_000
 #: What the patterns of :mod:`~bitterbot.agent.privacy_structured` find.
-STRUCTURED_TYPES = frozenset("EMAIL URL IBAN CARD IP ADDRESS PHONE HANDLE ID SECRET".split())
+STRUCTURED_TYPES = frozenset("EMAIL URL IBAN CARD IP ADDRESS PHONE HANDLE ID SECRET DOB".split())
 
 
 @dataclass
@@ -84,7 +91,8 @@ class Redaction:
 
 def _resolve(entities: Iterable[Entity]) -> list[Entity]:
     """Drop overlaps: structured detectors first, then longer spans, then earlier finds."""
-    priority = {"EMAIL": 0, "URL": 0, "IBAN": 1, "CARD": 1, "SECRET": 1, "IP": 2, "ADDRESS": 2}
+    priority = {"EMAIL": 0, "URL": 0, "IBAN": 1, "CARD": 1, "SECRET": 1, "DOB": 1, "IP": 2}
+    priority |= {"ADDRESS": 2}
     priority |= {"PHONE": 3, "ID": 4, "HANDLE": 4}
     chosen: list[Entity] = []
     taken: list[tuple[int, int]] = []
@@ -132,6 +140,12 @@ class PrivacyGate:
 
     def model(self) -> NerModel | None:
         return load_ner() if self.use_ner else None
+
+    def warm_up(self) -> None:
+        """Load the word lists and the model now rather than on the first request."""
+        lexicon()
+        foreign_stop_words()
+        self.model()
 
     def find(self, text: str) -> list[Entity]:
         structured = find_structured(text)

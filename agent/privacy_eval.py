@@ -260,6 +260,11 @@ def _structured_values(rng: random.Random, i: int) -> dict[str, Planted]:
         f"{rng.randint(100, 999)}-{rng.randint(10**6, 10**7 - 1)}-{rng.randint(10**6, 10**7 - 1)}"
     )
     last4 = f"{rng.randint(0, 9999):04d}"
+    day, month, year = rng.randint(1, 28), rng.randint(1, 12), rng.randint(1940, 2010)
+    dob = rng.choice(
+        [f"{day:02d}/{month:02d}/{year}", f"{year}-{month:02d}-{day:02d}",
+         f"{day} {['March', 'July', 'Nov'][month % 3]} {year}", f"{['May', 'Oct.'][day % 2]} {day}, {year}"]
+    )  # fmt: skip
     handle = "@" + nick.replace(".", "_")
     password = rng.choice(["hunter2!", "Tr0ub4dor&3", "s3cretPass", "qwerty12345"])
     return {
@@ -278,6 +283,7 @@ def _structured_values(rng: random.Random, i: int) -> dict[str, Planted]:
         "password": Planted("SECRET", password, [password]),
         "order": Planted("ID", order, [order]),
         "last4": Planted("ID", last4, [last4]),
+        "dob": Planted("DOB", dob, [dob]),
     }
 
 
@@ -294,6 +300,8 @@ STRUCTURED_TEMPLATES = (
     "hey its me, login {username} pwd = {password} and my ssn {ssn}",
     "Refund order {order} to the card ending in {last4}, thanks",
     "my visa's last four digits are {last4}; the order number was {order}",
+    "Patient born {dob}, phone {phone}, lives at {address}",
+    "fill the form: name on file, DOB: {dob}, ssn {ssn}",
 )
 
 

@@ -201,17 +201,26 @@ _BRITISH = (("is", "iz"), ("our", "or"), ("tre", "ter"), ("lled", "led"), ("llin
 @functools.lru_cache(maxsize=1)
 def foreign_stop_words() -> frozenset[str]:
     """Function words of French, Spanish, German, Italian, Portuguese and Dutch ("les",
-    "avec", "und"), from spaCy's lists when spaCy is installed: a query in another
-    language is not a page of names."""
-    import importlib
+    "avec", "und"), so that a query in another language is not a page of names.
 
+    Read from spaCy's ``lang/*/stop_words.py`` files as text: importing them would import
+    spaCy and its language classes (seconds, and memory the gate without a model saves).
+    Without spaCy installed the set is empty: more foreign words hidden, none leaked."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("spacy")
+    if spec is None or spec.origin is None:
+        return frozenset()
     words: set[str] = set()
     for lang in ("fr", "es", "de", "it", "pt", "nl"):
         try:
-            words |= importlib.import_module(f"spacy.lang.{lang}.stop_words").STOP_WORDS
-        except ImportError:
-            return frozenset()
-    return frozenset(w for w in words if len(w) > 2) - lexicon().known_names
+            source = (Path(spec.origin).parent / "lang" / lang / "stop_words.py").read_text("utf-8")
+        except OSError:
+            continue
+        for block in re.findall(r'"""(.*?)"""', source, re.DOTALL):
+            words.update(block.split())
+    return frozenset(w for w in words if len(w) > 2 and w.isalpha()) - lexicon().known_names
 
 
 def is_ordinary_word(word: str) -> bool:
@@ -228,6 +237,8 @@ def is_ordinary_word(word: str) -> bool:
     for british, american in _BRITISH:
         if british in word and in_dictionary(word.replace(british, american)):
             return True
+    if word.endswith("er") and (word[:-2] in common or word[:-1] in common):
+        return True  # "faster", "nicer": comparatives in lower case
     for suffix in ("ed", "ing", "er", "est"):  # "occurred", "popping"
         stem = word[: -len(suffix) - 1]
         if word.endswith(suffix) and len(stem) >= 2 and word[len(stem)] == stem[-1]:

@@ -2,8 +2,9 @@
 
 E-mail, URLs with a personal path or query and bare domains, IBANs (mod 97), card numbers
 (13-19 digits, Luhn), IPv4/IPv6, street addresses and postcodes, phones, national-ID
-shapes, long account numbers, social handles and usernames, secrets after a cue
-(``password: ...``), codes mixing letters and digits. Each detector returns
+shapes, long and dash-grouped account or order numbers, last digits of a card, dates of
+birth, social handles and usernames, secrets after a cue (``password: ...``), codes
+mixing letters and digits. Each detector returns
 ``(type, start, end)`` spans; :func:`find_structured` runs them in stages over masked text.
 """
 
@@ -48,6 +49,15 @@ DASHED_NUMBER = re.compile(r"(?<![\w-])\d{2,}(?:-\d{2,}){1,5}(?![\w-])")
 LAST_DIGITS = re.compile(
     r"\b(?:ending|ends|ended)\s+(?:in|with)\s+(\d{3,6})\b"
     r"|\blast\s+(?:4|four|3|three|5|five|6|six)\s+(?:digits\s+)?(?:are\s+|is\s+|:\s*)?(\d{3,6})\b",
+    re.IGNORECASE,
+)
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+#: A date of birth after its cue ("born 12/03/1988", "DOB: 1990-04-02", "born on 3 May 1985")
+BIRTH_DATE = re.compile(
+    r"\b(?:born(?:\s+on)?|d\.?o\.?b\.?|date\s+of\s+birth|birth\s*date|birthday)"
+    r"\s*(?:is|was|:|-)?\s*"
+    r"(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\d{1,2}(?:st|nd|rd|th)?\s+" + _MONTH + r",?\s+\d{4}"
+    r"|" + _MONTH + r"\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4})",
     re.IGNORECASE,
 )
 DATE_LIKE = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$|^(?:19|20)\d\d[-–](?:19|20)?\d\d$")
@@ -211,6 +221,10 @@ def _dashed_ids(t: str) -> list[Span]:
     return out
 
 
+def _birth_dates(t: str) -> list[Span]:
+    return [("DOB", m.start("date"), m.end("date")) for m in BIRTH_DATE.finditer(t)]
+
+
 def _is_plain_number(raw: str) -> bool:
     """Thousands groups (1 000 000) and single years are numbers, not phones."""
     return bool(re.fullmatch(r"\d{1,3}(?: \d{3})+", raw)) and not raw.startswith("0")
@@ -241,6 +255,7 @@ STAGES = (
     _emails_urls,
     _domains,
     _cued_values,
+    _birth_dates,
     _ibans,
     _cards,
     _ips,

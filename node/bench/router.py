@@ -163,7 +163,7 @@ def bench_privacy(
     rows = privacy_eval.read_rows(data_path)
     gate = PrivacyGate(ner=not no_ner)
     rss_before = rss_bytes()
-    gate.redact("warm up the word lists, Anna")  # loads the word lists and the model
+    gate.warm_up()
     model = gate.model()
     result: dict[str, Any] = {
         "data": data_path.name,
