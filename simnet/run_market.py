@@ -203,6 +203,7 @@ async def _run(
         "install_latency_p50_ms": rounded(percentile([i["total_ms"] for i in ok], 50)),
         "install_latency_p95_ms": rounded(percentile([i["total_ms"] for i in ok], 95)),
         "install_after_publisher_loss": bool(after_loss["ok"] and after_loss["ran_ok"]),
+        "seed_failures": sum(1 for i in installs if i["ok"] and not i["seeded"]),
         **_paid_metrics(price, purchases, books, received, buyer_peers, paid_by, unlicensed),
     }
     notes = [
@@ -344,24 +345,21 @@ async def _until_found(call: Callable[[], Awaitable[Any]], deadline_s: float) ->
     A search that found the skill does not promise that the install's own lookup finds it:
     on a loaded machine a DHT query can time out and come back empty. The wait is on that
     condition, not a fixed sleep; at the deadline the last answer stands (or its error).
+    The deadline only stops new attempts: a call under way (a purchase that opens a channel
+    and locks a deposit at a mint) runs to its own timeout.
     """
-    last: Any = None
-    error: WorkerError | None = None
-    with trio.move_on_after(deadline_s):
-        while True:
-            try:
-                last, error = await call(), None
-            except WorkerError as exc:
-                if exc.code != "not_found":
-                    raise
-                error = exc
-            else:
-                if not isinstance(last, dict) or last.get("code") != "not_found":
-                    return last
-            await trio.sleep(0.5)
-    if error is not None:
-        raise error
-    return last
+    deadline = trio.current_time() + deadline_s
+    while True:
+        try:
+            last = await call()
+        except WorkerError as exc:
+            if exc.code != "not_found" or trio.current_time() >= deadline:
+                raise
+        else:
+            not_found = isinstance(last, dict) and last.get("code") == "not_found"
+            if not not_found or trio.current_time() >= deadline:
+                return last
+        await trio.sleep(0.5)
 
 
 async def _install(
@@ -386,11 +384,19 @@ async def _install(
         )
     except WorkerError as exc:
         return {"node": node, "name": name, "ok": False, "error": exc.message}
-    await net.call(node, "market_seed_copy", timeout_s=120, name=name)
+    seeded = True
+    try:  # seeding asks the DHT again; on a loaded machine that lookup may come back empty
+        await _until_found(
+            lambda: net.call(node, "market_seed_copy", timeout_s=120, name=name),
+            deadline_s=search_timeout_s,
+        )
+    except WorkerError:
+        seeded = False
     return {
         "node": node,
         "name": name,
         "ok": True,
+        "seeded": seeded,
         "altered": got["installed_id"] != published[name],
         "ran_ok": got["output"].endswith(EXPECTED),
         "penalized": any(got["penalties"].get(p, 0) >= 1 for p in bad_peers),

@@ -165,6 +165,13 @@ def pay_faucet(cli_ctx: CliContext, amount: int, as_json: bool) -> None:
     from bitterbot.node.pay.service import ledger_path
 
     home = cli_ctx.home.ensure()
+    if _mint_url(cli_ctx) is not None:
+        from bitterbot.protocol.errors import ConfigError
+
+        raise ConfigError(
+            "the faucet makes TEST MONEY on the ledger; this node settles on a Cashu mint",
+            hint="fund the Cashu wallet: bitterbot pay wallet mint AMOUNT",
+        )
     if home.running_pid() is not None:
         balance = call_node(home.path, "POST", "/v1/pay/faucet", {"amount": amount})["balance"]
     else:

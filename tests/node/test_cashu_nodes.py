@@ -266,3 +266,5 @@ def test_the_wallet_command_says_what_to_do_when_the_mint_is_down(
     assert "cannot be reached" in out.stderr and "proofs stay in the wallet" in out.stderr
     balance = _json(cli(tmp_path / "home", "pay", "wallet", "balance", "--json"))
     assert balance["balance"] == 0  # local: answers without the mint
+    faucet = cli(tmp_path / "home", "pay", "faucet", "10")
+    assert faucet.returncode != 0 and "pay wallet mint" in faucet.stderr  # no test money here
