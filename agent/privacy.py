@@ -10,10 +10,11 @@ Two duties before anything goes to a cloud model:
 
 Three kinds of detectors, in order of trust: patterns with validators for structured data
 (:mod:`~bitterbot.agent.privacy_structured`: e-mail, phone, card with Luhn, IBAN with
-mod 97, IP, URL, address, handle, ID, secret), spaCy's small English NER
+mod 97, IP, URL, address, handle, ID, secret, date of birth), spaCy's small English NER
 (:mod:`~bitterbot.agent.privacy_ner`, loaded on first use), and word-list heuristics for
-names (:mod:`~bitterbot.agent.privacy_names`) that catch what the model misses (lower-case
-and foreign names) and use the model to keep headings of ordinary words. The heuristics
+names (:mod:`~bitterbot.agent.privacy_names`, word lists in
+:mod:`~bitterbot.agent.privacy_words`) that catch what the model misses (lower-case and
+foreign names) and use the model to keep headings of ordinary words. The heuristics
 over-redact rather than leak. Leakage and words kept on PUPA and on our own queries are
 measured by ``bitterbot bench privacy`` (:mod:`~bitterbot.agent.privacy_eval`, SPEC.md 7.4).
 """
@@ -26,16 +27,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bitterbot.agent.privacy_eval import leakage
-from bitterbot.agent.privacy_names import (
-    dull,
-    find_names,
-    foreign_stop_words,
-    in_dictionary,
-    lexicon,
-    plain,
-)
+from bitterbot.agent.privacy_names import dull, find_names
 from bitterbot.agent.privacy_ner import NerModel, load_ner, name_spans
 from bitterbot.agent.privacy_structured import MASK, Span, find_structured, iban_ok, luhn_ok
+from bitterbot.agent.privacy_words import foreign_stop_words, in_dictionary, lexicon, plain
 from bitterbot.protocol.errors import ValidationError
 
 __all__ = [
@@ -89,14 +84,16 @@ class Redaction:
         return re.sub(r"\[?\b([A-Za-z]+)_(\d+)\b\]?", swap, text)
 
 
+#: Which detector wins an overlap: the validated patterns, then the others by length.
+_PRIORITY = {"EMAIL": 0, "URL": 0, "IBAN": 1, "CARD": 1, "SECRET": 1, "DOB": 1, "IP": 2}
+_PRIORITY |= {"ADDRESS": 2, "PHONE": 3, "ID": 4, "HANDLE": 4}
+
+
 def _resolve(entities: Iterable[Entity]) -> list[Entity]:
     """Drop overlaps: structured detectors first, then longer spans, then earlier finds."""
-    priority = {"EMAIL": 0, "URL": 0, "IBAN": 1, "CARD": 1, "SECRET": 1, "DOB": 1, "IP": 2}
-    priority |= {"ADDRESS": 2}
-    priority |= {"PHONE": 3, "ID": 4, "HANDLE": 4}
     chosen: list[Entity] = []
     taken: list[tuple[int, int]] = []
-    for e in sorted(entities, key=lambda e: (priority.get(e.type, 5), -(e.end - e.start))):
+    for e in sorted(entities, key=lambda e: (_PRIORITY.get(e.type, 5), -(e.end - e.start))):
         if any(e.start < b and a < e.end for a, b in taken):
             continue
         chosen.append(e)

@@ -51,6 +51,16 @@ def test_structured_pii_never_leaks_on_a_synthetic_set(gate: PrivacyGate) -> Non
         ("see https://example.com/users/annak/profile?id=3", "URL"),
         ("I live at 221B Baker Street, London", "ADDRESS"),
         ("ruf an: +49 30 1234567", "PHONE"),
+        ("I'm @lena.bakes on instagram", "HANDLE"),
+        ("my username is night_owl_1987", "HANDLE"),
+        ("the wifi password: hunter2!", "SECRET"),
+        ("born on 3 May 1985 in a small town", "DOB"),
+        ("SSN 123-45-6789 on file", "ID"),
+        ("order 114-3941689-8533821 never came", "ID"),
+        ("the card ending in 4471 was charged", "ID"),
+        ("see github.com/sam-okafor for the code", "URL"),
+        ("Flat 3, 12 rue de la Paix, Paris", "ADDRESS"),
+        ("post it to SW1A 1AA", "ADDRESS"),
     ],
 )
 def test_each_structured_kind_is_typed(gate: PrivacyGate, text: str, kind: str) -> None:
