@@ -27,6 +27,7 @@ from bitterbot.protocol import channel as ch
 from bitterbot.protocol.identity import Identity
 
 STEP = 10  # sat per voucher: a metered call
+REFUND_WINDOW_MS = 6_000
 
 
 def _ms(started: float) -> float:
@@ -172,12 +173,12 @@ async def bench_cashu(
         settled_sat += await payee.settle(p.channel.state.channel_id)
         settles.append(_ms(started))
 
-    # refund after the locktime (a 2 s window)
+    # refund after the locktime (a 6 s window: the deposit must stay locked half of it)
     short = _Payer(folder, url, "refund")
-    await short.open(payee, 1_000, 2_000)
+    await short.open(payee, 1_000, REFUND_WINDOW_MS)
     short.sign(3)
     terms = short.channel.state.terms
-    await trio.sleep(max(0.0, (terms.created_ms + 2_000) / 1000 + 1.2 - time.time()))
+    await trio.sleep(max(0.0, (terms.created_ms + REFUND_WINDOW_MS) / 1000 + 1.2 - time.time()))
     started = time.perf_counter()
     refunded = await short.backend.refund(terms.channel_id, time.time_ns() // 1_000_000)
     refund_ms = _ms(started)
