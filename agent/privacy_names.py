@@ -44,7 +44,7 @@ NAME_CUE = re.compile(
 #: "hi rohan," "thanks meera": whoever a lower-case greeting addresses
 GREETING_CUE = re.compile(
     r"\b(?i:hi|hello|hey|dear|yo|thanks|thank you|cheers|regards|bye),?[ \t]+"
-    r"([a-z][a-z'-]{1,20})\b(?![ \t]+(?:and|&)[ \t]+[a-z]+[ \t]*[,!.])?"
+    r"([a-z][a-z'-]{1,20})\b"
 )
 PLACE_PREPOSITION = re.compile(r"\b(?:in|at|near|from|to|around|visit|visiting)\s*$")
 AT_PLACE = re.compile(r"\b(?:at|in|from|for|with|near|visit|visiting|join|joined|joining)\s+$")
@@ -118,7 +118,6 @@ def _capitalized_spans(text: str) -> list[tuple[int, int, list[re.Match[str]], b
             break
         words = [t.group(0).rstrip(".,'’") for t in tokens[i : j + 1]]
         first = i
-        greeted = False
         # drop leading ordinary words ("The", "Dear", "Explain") but keep titles with the name,
         # and whoever is greeted ("Hi May", "Dear Grace")
         while words and words[0].lower() in COMMON_WORDS and words[0].lower() not in TITLES:
