@@ -37,6 +37,7 @@ from bitterbot.node.pay.core import (
 from bitterbot.node.store import Store, Txn
 from bitterbot.protocol import channel as ch
 from bitterbot.protocol import license as lic
+from bitterbot.protocol import settlement as rules
 from bitterbot.protocol.codec import expect_map
 from bitterbot.protocol.errors import (
     NetworkError,
@@ -76,6 +77,12 @@ class BuyerSide(PaymentsBase):
         resumed = await self._resume_opening(peer)
         if resumed is not None:
             return resumed
+        balance = await self.backend.balance(self.me)
+        if balance < capacity:  # before the payee keeps a record of a channel never funded
+            raise rules.InsufficientFundsError(
+                f"a channel of {capacity} needs that much; this node has {balance}",
+                hint="fund it: bitterbot pay wallet mint AMOUNT (Cashu) or pay faucet (ledger)",
+            )
         info = expect_map(
             await self.request(peer, {"t": "info"}),
             "pay info",
@@ -160,7 +167,9 @@ class BuyerSide(PaymentsBase):
                 if exc.code == "mint_unreachable":
                     raise  # retry later: the same channel, nothing locked twice
                 logger.warning("abandoning the opening of channel %s: %s", cid.hex(), exc)
-                rec["state"] = ch.CLOSING  # a locked deposit comes back by refund
+                # a locked deposit comes back by refund; with nothing locked it is just over
+                locked = await self.backend.escrow(cid) is not None
+                rec["state"] = ch.CLOSING if locked else ch.CLOSED
 
                 def abandon(txn: Txn, c: bytes = cid, r: dict[str, Any] = rec) -> None:
                     txn.put(CHANNELS, c, r)

@@ -27,7 +27,7 @@ import httpx
 import trio
 
 from bitterbot.node.home import write_private
-from bitterbot.protocol.settlement import SettlementError
+from bitterbot.protocol.settlement import InsufficientFundsError, SettlementError
 
 T = TypeVar("T")
 MNEMONIC_FILE = "mnemonic"
@@ -73,6 +73,11 @@ def translate(exc: BaseException, mint: str) -> SettlementError:
         s in low for s in ("transport error", "error sending request", "connection refused")
     ):
         return MintUnreachableError(f"the mint {mint} cannot be reached: {text[:200]}")
+    if "insufficient" in low:
+        return InsufficientFundsError(
+            f"the wallet has too little ecash on {mint}: {text[:200]}",
+            hint="fund it: bitterbot pay wallet mint AMOUNT (or pay wallet receive TOKEN)",
+        )
     if "database lock" in low:
         return MintBusyError(f"the mint {mint} is busy: {text[:200]}", hint="retry in a moment")
     if "already spent" in low or "token already spent" in low:

@@ -71,6 +71,11 @@ def test_a_paid_skill_is_bought_on_cashu_and_the_seller_can_spend_its_ecash(
         time.sleep(0.5)
     assert offers and offers[0]["price"] == 250
 
+    dev_addr = next(a for a in dev_info["listen_addrs"] if a.startswith("/ip4/127.0.0.1/"))
+    too_big = cli(user_home, "pay", "open", dev_addr, "50000")
+    assert too_big.returncode != 0 and "pay wallet mint" in too_big.stderr  # 20,000 in the wallet
+    opened = _json(cli(user_home, "pay", "open", dev_addr, "5000", "--json"))
+    assert opened["test_money"] is False and opened["backend"].startswith("cashu:")
     bought = _json(
         cli(user_home, "skill", "install", "cashu-calc", "--yes", "--max-price", "250", "--json")
     )
@@ -78,9 +83,9 @@ def test_a_paid_skill_is_bought_on_cashu_and_the_seller_can_spend_its_ecash(
     ran = _json(cli(user_home, "skill", "run", "cashu-calc", "2 + 2", "--json"))
     assert ran["output"].strip().endswith("= 4")
     status = _json(cli(user_home, "pay", "status", "--json"))
-    assert status["test_money"] is False and status["balance"] == 20_000 - 10_000
-    (chan,) = status["channels"]
-    assert chan["paid"] == 250 and chan["backend"].startswith("cashu:")
+    assert status["test_money"] is False and status["balance"] == 20_000 - 5_000
+    (chan,) = status["channels"]  # the purchase used the channel opened by hand
+    assert chan["channel"] == opened["channel"] and chan["paid"] == 250
 
     # the developer settles: its wallet now holds 250 sat of ecash, which it can spend
     settled = _json(cli(dev_home, "pay", "close", chan["channel"][:16], "--json"))
@@ -90,9 +95,9 @@ def test_a_paid_skill_is_bought_on_cashu_and_the_seller_can_spend_its_ecash(
     assert _json(cli(user_home, "pay", "wallet", "receive", token, "--json"))["received"] == 100
     assert _json(cli(dev_home, "pay", "wallet", "balance", "--json"))["balance"] == 150
 
-    # the buyer closes: the 9,750 it did not spend come back at once
+    # the buyer closes: the 4,750 it did not spend come back at once
     closed = _json(cli(user_home, "pay", "close", dev_info["peer_id"], "--json"))
-    assert closed["paid"] == 250 and closed["refunded"] == 9_750
+    assert closed["paid"] == 250 and closed["refunded"] == 4_750
     balance = _json(cli(user_home, "pay", "wallet", "balance", "--json"))["balance"]
     assert balance == 20_000 - 250 + 100
 
