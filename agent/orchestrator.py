@@ -30,11 +30,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import trio
+
 from bitterbot.agent.backends import Backend, Completion, GenerateOptions, Message
 from bitterbot.agent.escalation import SUFFICIENT, Escalation
 from bitterbot.agent.privacy import PrivacyGate, Redaction, minimize
 from bitterbot.agent.router import CLOUD, LOCAL_LLM, Router
 from bitterbot.protocol.errors import BitterbotError, ModelError
+
+#: One redaction at a time: the NER model is shared by every request of the process.
+GATE_LIMITER = trio.CapacityLimiter(1)
 
 SkillRunner = Callable[[str, str], Awaitable[str]]
 
@@ -146,7 +151,9 @@ class Orchestrator:
             router=router,
             local=local,
             cloud=cloud,
-            gate=PrivacyGate(extra_terms=list(settings["privacy.terms"])),
+            gate=PrivacyGate(
+                extra_terms=list(settings["privacy.terms"]), ner=bool(settings["privacy.ner"])
+            ),
             skill_runner=skill_runner,
             audit=audit,
             confirm=confirm,
@@ -248,7 +255,10 @@ class Orchestrator:
             text, history, send_history=self.send_history, snippets=snippets,
             system=self.system_prompt,
         )  # fmt: skip
-        messages, redaction = self.gate.redact_messages(plain)
+        # the gate's NER model takes tens of ms (seconds on first load): never on the loop
+        messages, redaction = await trio.to_thread.run_sync(
+            self.gate.redact_messages, plain, limiter=GATE_LIMITER
+        )
         counts = redaction.counts()
         preview = CloudPreview(
             messages,

@@ -26,5 +26,18 @@ async def start_agent(ctx: NodeContext, nursery: trio.Nursery) -> None:
         except BitterbotError as exc:
             logger.warning("agent: default model %s not loaded: %s", runtime.default_model, exc)
 
+    async def warm_privacy_gate() -> None:
+        from bitterbot.agent.orchestrator import GATE_LIMITER
+        from bitterbot.agent.privacy import PrivacyGate
+
+        try:
+            gate = PrivacyGate(ner=True)
+            await trio.to_thread.run_sync(gate.warm_up, limiter=GATE_LIMITER)
+        except BitterbotError as exc:
+            logger.warning("privacy gate: NER model not loaded: %s", exc)
+
     if ctx.settings["agent.preload"]:
         nursery.start_soon(preload)
+        # the first cloud request would otherwise wait seconds for the gate's model
+        if ctx.settings["cloud.url"] and ctx.settings["privacy.ner"]:
+            nursery.start_soon(warm_privacy_gate)

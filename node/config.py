@@ -121,6 +121,12 @@ SETTINGS: list[Setting] = [
         "cloud.escalate_on_length", False, "escalate when the local answer was cut off", _as_bool
     ),
     Setting("privacy.terms", [], "words always redacted before the cloud (your name...)", _as_list),
+    Setting(
+        "privacy.ner",
+        True,
+        "privacy gate uses its NER model (about 140 MB when loaded; off: word lists only)",
+        _as_bool,
+    ),
     Setting("cloud.skill_policies", [], "per-skill cloud policy: SKILL=never|ask|auto", _as_list),
     # --- skills and market --------------------------------------------------
     Setting(

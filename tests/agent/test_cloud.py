@@ -292,6 +292,9 @@ async def test_node_wiring_from_settings_applies_terms_and_policy(
     assert log.decisions()[0]["escalate"] is True
     off = Orchestrator.from_settings({**settings, "cloud.url": ""}, local=FakeBackend())
     assert off.cloud is None
+    assert orch.gate.use_ner is True  # privacy.ner's default
+    no_ner = Orchestrator.from_settings({**settings, "privacy.ner": False}, local=FakeBackend())
+    assert no_ner.gate.use_ner is False
 
 
 async def test_a_skill_answers_without_any_model_or_cloud(
