@@ -21,6 +21,7 @@ LMDB (``cashu.channels``) before it is acknowledged; the mint being down loses n
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from bitterbot.protocol.channel import ChannelTerms, CloseMessage, OpenMessage, 
 from bitterbot.protocol.errors import DecodeError
 from bitterbot.protocol.identity import Identity
 
+logger = logging.getLogger(__name__)
 CHANNELS = "cashu.channels"  # channel ID -> this node's Cashu record (payer or payee)
 CASHU_FOLDER = "cashu"  # in the home: the cdk wallet (SQLite) and its mnemonic (0600)
 COVER = "cashu.cover"  # channel ID -> {signed: [proof index], total: sat}: read per voucher
@@ -87,6 +89,18 @@ class CashuBackend:
 
     def shutdown(self) -> None:
         """Nothing to close: the store is the node's, the wallet opens per call."""
+
+    async def warm(self) -> None:
+        """Fetch the mint's keysets once at start, so the first settle is not the slow one; a
+        mint that is down now is only logged (every operation retries it)."""
+
+        async def refresh(w: Any) -> None:
+            await w.refresh_keysets()
+
+        try:
+            await self.wallet.call(refresh)
+        except esc.SettlementError as exc:
+            logger.info("Cashu mint not warmed up: %s", exc)
 
     def _key(self, terms: ChannelTerms) -> Any:
         return cc.channel_key(self.identity.seed, terms.salt)

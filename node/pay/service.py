@@ -267,6 +267,8 @@ async def start_payments(ctx: Any, nursery: trio.Nursery) -> None:
             backend.shutdown()
 
     await nursery.start(serve)
+    if isinstance(backend, CashuBackend):
+        nursery.start_soon(backend.warm)
     ctx.payments = payments
 
 

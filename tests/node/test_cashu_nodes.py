@@ -168,6 +168,20 @@ async def test_the_payer_refunds_after_the_locktime(cashu_pair: tuple[Payments, 
     assert await seller.backend.balance(seller.me) == 300
 
 
+async def test_the_payee_settles_by_itself_before_the_locktime(
+    cashu_pair: tuple[Payments, Payments],
+) -> None:
+    buyer, seller = cashu_pair
+    voucher = await buyer.pay(seller.p2p.peer_id, 300)
+    terms = ch.OpenMessage.from_obj(seller.channel_record(voucher.channel)["open"]).terms
+    assert await seller.watch_closing() == []  # the locktime is far (more than half a window)
+    due = (terms.created_ms + terms.dispute_window_ms // 2) / 1000  # margin: half the window
+    await trio.sleep(max(0.0, due - time.time() + 0.2))
+    assert await seller.watch_closing() == [voucher.channel]  # what the node's loop runs
+    assert await seller.backend.balance(seller.me) == 300
+    assert await seller.watch_closing() == []  # nothing more to swap
+
+
 # --- a payee killed with SIGKILL right after acknowledging --------------------------------
 
 CHILD = r"""
