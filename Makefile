@@ -90,4 +90,4 @@ testnet: install
 	deploy/testnet.sh $(or $(N),5)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(JS_INTEROP)/node_modules
+	rm -rf $(VENV) $(MINT_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(JS_INTEROP)/node_modules

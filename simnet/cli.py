@@ -61,6 +61,12 @@ def simnet_list(as_json: bool) -> None:
     help="write report.md and PNG plots to this folder",
 )
 @click.option("--keep", is_flag=True, help="keep node homes and worker logs")
+@click.option(
+    "--backend",
+    type=click.Choice(["ledger", "cashu"]),
+    default=None,
+    help="payments of market/cheaters: the TEST MONEY ledger or a local Cashu mint",
+)
 def simnet_run(
     scenario: str,
     nodes: int | None,
@@ -68,6 +74,7 @@ def simnet_run(
     as_json: bool,
     report_dir: Path | None,
     keep: bool,
+    backend: str | None,
 ) -> None:
     """Run SCENARIO (a built-in name or a .toml file) and print its metrics."""
     import trio
@@ -75,7 +82,7 @@ def simnet_run(
     from bitterbot.simnet.run import run_scenario
     from bitterbot.simnet.scenarios import load
 
-    spec = load(scenario).with_overrides(nodes=nodes, seed=seed)
+    spec = load(scenario).with_overrides(nodes=nodes, seed=seed, backend=backend)
     if not as_json:
         stderr(
             f"simnet: running {spec.name} ({spec.kind}) with {spec.nodes} nodes, seed {spec.seed}"

@@ -62,8 +62,17 @@ class Scenario:
     def nodes(self) -> int:
         return int(self.params["network"]["nodes"])
 
-    def with_overrides(self, *, nodes: int | None = None, seed: int | None = None) -> Scenario:
+    def with_overrides(
+        self, *, nodes: int | None = None, seed: int | None = None, backend: str | None = None
+    ) -> Scenario:
         out = copy.deepcopy(self)
+        if backend is not None:
+            if "backend" not in out.params.get("workload", {}):
+                raise ScenarioError(
+                    f"the {out.kind} scenario makes no payments, so it has no backend",
+                    hint="--backend applies to the market and cheaters scenarios",
+                )
+            out.params["workload"]["backend"] = backend
         if nodes is not None:
             if nodes < 2:
                 raise ScenarioError(

@@ -201,3 +201,13 @@ def test_cli_run_prints_json_metrics(tmp_path):
     assert summary["metrics"]["lookups_total"] >= 1
     assert summary["metrics"]["lookup_success_rate"] == 1.0
     assert (tmp_path / "r" / "report.md").exists()
+
+
+def test_backend_override_applies_only_to_scenarios_that_pay():
+    from bitterbot.simnet.scenarios import load
+
+    assert load("market").with_overrides(backend="cashu").params["workload"]["backend"] == "cashu"
+    assert load("cheaters").params["workload"]["backend"] == "ledger"  # the default
+    refused = CliRunner().invoke(cli, ["simnet", "run", "discovery", "--backend", "cashu"])
+    assert refused.exit_code != 0
+    assert "makes no payments" in str(refused.exception)
