@@ -30,7 +30,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON")
 
 @click.group("pay")
 def pay_group() -> None:
-    """Payment channels: pay developers directly (built-in backend: TEST MONEY)."""
+    """Payment channels: pay developers directly (TEST MONEY ledger, or Cashu ecash)."""
 
 
 @pay_group.command("open")
