@@ -287,8 +287,9 @@ def test_ctrl_c_ends_ask_promptly(tmp_path: Path) -> None:
     time.sleep(5)  # imported, started and generating (4000 tokens would take 80 s)
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert time.monotonic() - started < 5
+    _, err = proc.communicate(timeout=60)
+    # the answer alone would take 80 s; a loaded machine took 7 s to tear the process down
+    assert time.monotonic() - started < 20
     assert proc.returncode == 130, err.decode()
     assert b"Traceback" not in err
 
