@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 from cashu_mint_fixture import cashu_mint  # noqa: F401  (fixture)
+from child_script import read_line, spawn_script
 from test_market_cli import SHARED, calculator_named, cli, start_developer_and_user
 
 from bitterbot.node.home import Home
@@ -214,27 +214,6 @@ trio.run(main, *sys.argv[1:])
 """
 
 
-async def _spawn(tmp_path: Path, *args: str) -> trio.Process:
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    return await trio.lowlevel.open_process(
-        [sys.executable, str(script), *args], stdout=-1, stderr=-1
-    )
-
-
-async def _read_line(proc: trio.Process, timeout: float = 60) -> str:
-    buf = b""
-    assert proc.stdout is not None
-    with trio.fail_after(timeout):
-        while not buf.endswith(b"\n"):
-            chunk = await proc.stdout.receive_some(4096)
-            if not chunk:
-                err = b"" if proc.stderr is None else await proc.stderr.receive_some(65536)
-                raise AssertionError(f"child ended early: {err.decode(errors='replace')}")
-            buf += chunk
-    return buf.decode().strip()
-
-
 async def test_a_payee_killed_after_acknowledging_settles_after_restart(
     tmp_path: Path,
     cashu_pair: tuple[Payments, Payments],
@@ -242,9 +221,9 @@ async def test_a_payee_killed_after_acknowledging_settles_after_restart(
 ) -> None:
     buyer, _ = cashu_pair
     seller_home = tmp_path / "child-seller"
-    proc = await _spawn(tmp_path, str(seller_home), cashu_mint.url, "serve", "-")
+    proc = await spawn_script(tmp_path, CHILD, str(seller_home), cashu_mint.url, "serve", "-")
     try:
-        peer = await buyer.p2p.connect(await _read_line(proc))
+        peer = await buyer.p2p.connect(await read_line(proc))
         acked = [await buyer.pay(peer, 5) for _ in range(20)]
         proc.send_signal(signal.SIGKILL)  # right after the 20th acknowledgement
         with trio.fail_after(10):
@@ -262,8 +241,8 @@ async def test_a_payee_killed_after_acknowledging_settles_after_restart(
     assert rec["amount"] == 100 and ch.Voucher.from_obj(rec["voucher"]) == acked[-1]
 
     cid = acked[-1].channel.hex()
-    restarted = await _spawn(tmp_path, str(seller_home), cashu_mint.url, "settle", cid)
-    paid, balance = map(int, (await _read_line(restarted, timeout=90)).split())
+    restarted = await spawn_script(tmp_path, CHILD, str(seller_home), cashu_mint.url, "settle", cid)
+    paid, balance = map(int, (await read_line(restarted, timeout=90)).split())
     await restarted.wait()
     # what the payer's signatures cover of the 100 acknowledged: the cover of 20 x 5
     amounts, signed = rules.denominations(10_000), set()

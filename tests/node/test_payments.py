@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from child_script import read_line, spawn_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -271,36 +271,17 @@ trio.run(main, *sys.argv[1:])
 """
 
 
-async def _spawn(tmp_path: Path, *args: str) -> trio.Process:
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    return await trio.lowlevel.open_process(
-        [sys.executable, str(script), *args], stdout=-1, stderr=-1
-    )
-
-
-async def _read_line(proc: trio.Process, timeout: float = 60) -> str:
-    buf = b""
-    assert proc.stdout is not None
-    with trio.fail_after(timeout):
-        while not buf.endswith(b"\n"):
-            chunk = await proc.stdout.receive_some(4096)
-            if not chunk:
-                err = b"" if proc.stderr is None else await proc.stderr.receive_some(65536)
-                raise AssertionError(f"child ended early: {err.decode(errors='replace')}")
-            buf += chunk
-    return buf.decode().strip()
-
-
 @pytest.mark.timeout(180)
 async def test_payee_killed_right_after_acknowledging_keeps_the_voucher(
     tmp_path: Path, pair: Any, p2p_factory: Any, ledger: LedgerBackend
 ) -> None:
     buyer, _ = pair
     seller_home = tmp_path / "child-seller"
-    proc = await _spawn(tmp_path, str(seller_home), str(tmp_path / "ledger"), "seller", "-")
+    proc = await spawn_script(
+        tmp_path, CHILD, str(seller_home), str(tmp_path / "ledger"), "seller", "-"
+    )
     try:
-        addr = await _read_line(proc)
+        addr = await read_line(proc)
         peer = await buyer.p2p.connect(addr)
         acked = [await buyer.pay(peer, 5) for _ in range(20)]
         proc.send_signal(signal.SIGKILL)  # right after the 20th acknowledgement
@@ -344,17 +325,23 @@ async def test_buyer_killed_mid_purchase_retries_without_paying_twice(tmp_path: 
     buyer_home = Home(tmp_path / "child-buyer").ensure()
     backend = LedgerBackend.open(ledger_dir)
     backend.faucet_sync(buyer_home.identity().public_key, GRANT)
-    seller = await _spawn(tmp_path, str(tmp_path / "child-seller"), str(ledger_dir), "seller", "-")
+    seller = await spawn_script(
+        tmp_path, CHILD, str(tmp_path / "child-seller"), str(ledger_dir), "seller", "-"
+    )
     try:
-        addr = await _read_line(seller)
-        crashed = await _spawn(tmp_path, str(buyer_home.path), str(ledger_dir), "buyer-crash", addr)
+        addr = await read_line(seller)
+        crashed = await spawn_script(
+            tmp_path, CHILD, str(buyer_home.path), str(ledger_dir), "buyer-crash", addr
+        )
         with trio.fail_after(90):
             await crashed.wait()
         assert crashed.returncode == -signal.SIGKILL  # killed after sending its voucher
         # the seller took the payment and delivered into the void: the worst case for a retry
         await _wait_sold(tmp_path / "child-seller", 1)
-        retry = await _spawn(tmp_path, str(buyer_home.path), str(ledger_dir), "buyer", addr)
-        line = await _read_line(retry, timeout=90)
+        retry = await spawn_script(
+            tmp_path, CHILD, str(buyer_home.path), str(ledger_dir), "buyer", addr
+        )
+        line = await read_line(retry, timeout=90)
         await retry.wait()
     finally:
         seller.kill()
