@@ -71,33 +71,40 @@ def purchase_json(p: Any) -> dict[str, Any]:
     }
 
 
+def money(pay: Any, out: dict[str, Any]) -> JSONResponse:
+    """An answer about amounts, saying which money they are in (TEST MONEY or a real rail)."""
+    backend = pay.backend
+    return JSONResponse(
+        {
+            **out,
+            "backend": backend.name,
+            "test_money": backend.test_money,
+            "money": "TEST MONEY" if backend.test_money else "real",
+        }
+    )
+
+
 def routes(ctx: NodeContext) -> list[BaseRoute]:
     async def status(_request: Request) -> JSONResponse:
-        out = await _payments(ctx).status()
-        return JSONResponse({**out, "money": "TEST MONEY" if out["test_money"] else "real"})
+        pay = _payments(ctx)
+        return money(pay, await pay.status())
 
     async def open_(request: Request) -> JSONResponse:
         body = await read_json(request, MAX_BODY)
         pay = _payments(ctx)
         cid = await pay.open_channel(await _peer(ctx, body), _amount(body, "amount"))
-        return JSONResponse(
-            {
-                "channel": cid.hex(),
-                "backend": pay.backend.name,
-                "test_money": pay.backend.test_money,
-            }
-        )
+        return money(pay, {"channel": cid.hex()})
 
     async def close(request: Request) -> JSONResponse:
         body = await read_json(request, MAX_BODY)
         unilateral = body.get("unilateral", False) is True
-        return JSONResponse(
-            await _payments(ctx).close_channel(_str(body, "target"), unilateral=unilateral)
-        )
+        pay = _payments(ctx)
+        return money(pay, await pay.close_channel(_str(body, "target"), unilateral=unilateral))
 
     async def refund(request: Request) -> JSONResponse:
         body = await read_json(request, MAX_BODY)
-        return JSONResponse({"refunded": await _payments(ctx).refund(_str(body, "target"))})
+        pay = _payments(ctx)
+        return money(pay, {"refunded": await pay.refund(_str(body, "target"))})
 
     async def faucet(request: Request) -> JSONResponse:
         body = await read_json(request, MAX_BODY)
@@ -105,7 +112,7 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
         if not pay.backend.test_money:
             raise ValidationError("the faucet exists only on the test-money ledger")
         balance = await pay.backend.faucet(pay.me, _amount(body, "amount"))
-        return JSONResponse({"balance": balance, "money": "TEST MONEY"})
+        return money(pay, {"balance": balance})
 
     async def purchase(request: Request) -> JSONResponse:
         body = await read_json(request, MAX_BODY)
@@ -116,7 +123,7 @@ def routes(ctx: NodeContext) -> list[BaseRoute]:
             _str(body, "version"),
             max_price=_amount(body, "max_price"),
         )
-        return JSONResponse(purchase_json(got))
+        return money(pay, purchase_json(got))
 
     async def call(request: Request) -> JSONResponse:
         body = await read_json(request, MAX_BODY)

@@ -129,7 +129,7 @@ def pay_close(cli_ctx: CliContext, target: str, unilateral: bool, as_json: bool)
         cli_ctx.home_path, "POST", "/v1/pay/close", {"target": target, "unilateral": unilateral}
     )
     if as_json:
-        print_json({**out, "money": TEST_MONEY_NOTE})
+        print_json({**out, "money": money_note(out)})
         return
     if "paid" in out:
         click.echo(f"closed: {out['paid']} paid to the payee, {out['refunded']} refunded to you")
@@ -137,7 +137,7 @@ def pay_close(cli_ctx: CliContext, target: str, unilateral: bool, as_json: bool)
         click.echo(f"settled {out['settled']} from our highest voucher")
     else:
         click.echo(f"closing; refund possible after ms {out['refund_after_ms']} (pay refund)")
-    click.echo(TEST_MONEY_NOTE)
+    click.echo(money_note(out))
 
 
 @pay_group.command("refund")
@@ -149,9 +149,9 @@ def pay_refund(cli_ctx: CliContext, target: str, as_json: bool) -> None:
     """After a unilateral close's dispute window: take back what was not paid."""
     out = call_node(cli_ctx.home_path, "POST", "/v1/pay/refund", {"target": target})
     if as_json:
-        print_json({**out, "money": TEST_MONEY_NOTE})
+        print_json({**out, "money": money_note(out)})
     else:
-        click.echo(f"refunded {out['refunded']} units   [{TEST_MONEY_NOTE}]")
+        click.echo(f"refunded {out['refunded']} units   [{money_note(out)}]")
 
 
 @pay_group.command("faucet")
@@ -201,12 +201,12 @@ def pay_buy(
     body = {"peer": peer, "skill": skill, "version": version, "max_price": max_price}
     out = call_node(cli_ctx.home_path, "POST", "/v1/pay/purchase", body)
     if as_json:
-        print_json({**out, "money": TEST_MONEY_NOTE})
+        print_json({**out, "money": money_note(out)})
         return
     lic = out["license"]
     click.echo(
         f"licensed {skill} {lic['versions']['min']} up to {lic['versions']['below']} "
-        f"for {out['price']} units   [{TEST_MONEY_NOTE}]"
+        f"for {out['price']} units   [{money_note(out)}]"
     )
 
 

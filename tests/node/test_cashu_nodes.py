@@ -90,6 +90,7 @@ def test_a_paid_skill_is_bought_on_cashu_and_the_seller_can_spend_its_ecash(
     # the developer settles: its wallet now holds 250 sat of ecash, which it can spend
     settled = _json(cli(dev_home, "pay", "close", chan["channel"][:16], "--json"))
     assert settled["settled"] == 250
+    assert settled["test_money"] is False and "TEST MONEY" not in settled["money"]
     assert _json(cli(dev_home, "pay", "wallet", "balance", "--json"))["balance"] == 250
     token = _json(cli(dev_home, "pay", "wallet", "send", "100", "--json"))["token"]
     assert _json(cli(user_home, "pay", "wallet", "receive", token, "--json"))["received"] == 100
@@ -98,6 +99,7 @@ def test_a_paid_skill_is_bought_on_cashu_and_the_seller_can_spend_its_ecash(
     # the buyer closes: the 4,750 it did not spend come back at once
     closed = _json(cli(user_home, "pay", "close", dev_info["peer_id"], "--json"))
     assert closed["paid"] == 250 and closed["refunded"] == 4_750
+    assert closed["money"].startswith("sats of ecash (cashu:")  # never labelled TEST MONEY
     balance = _json(cli(user_home, "pay", "wallet", "balance", "--json"))["balance"]
     assert balance == 20_000 - 250 + 100
 
