@@ -124,9 +124,12 @@ def _stem(word: str) -> str:
 
 # --- identifiers: numbers and codes, matched exactly --------------------------------
 
-# A run of word characters joined by - _ / : (AB-1234, 2024-05-01, 10:30), by dots (v2.3.1,
-# 4.12) or by a comma before three digits (1,200). Runs holding a digit are identifiers.
-_RUN = re.compile(r"\w+(?:(?:[-./:]|(?<=\d),(?=\d{3}(?!\d)))\w+)*")
+# An identifier is a run of word characters joined by - _ / : (AB-1234, 2024-05-01, 10:30),
+# by dots (v2.3.1, 4.12) or by a comma before three digits (1,200) that holds a digit. The
+# pattern finds only runs holding a digit, so text is scanned without a Python step per
+# word (the same runs as \w+(?:JOIN\w+)* filtered for a digit: a test checks).
+_JOIN = r"(?:[-./:]|(?<=\d),(?=\d{3}(?!\d)))"
+_RUN = re.compile(rf"\b(?:\w+{_JOIN})*?\w*\d\w*(?:{_JOIN}\w+)*")
 _PARTS = re.compile(r"[-_/:,]")
 _JOINERS = re.compile(r"[-_,]")
 _DIGIT = re.compile(r"\d")
@@ -145,9 +148,7 @@ def canonical_identifier(token: str) -> str:
 
 def identifiers(text: str) -> list[str]:
     """The canonical identifiers of ``text`` (each whole run holding a digit), in order."""
-    return list(
-        dict.fromkeys(canonical_identifier(r) for r in _RUN.findall(text) if _DIGIT.search(r))
-    )
+    return list(dict.fromkeys(canonical_identifier(r) for r in _RUN.findall(text)))
 
 
 def identifier_terms(text: str) -> list[str]:
@@ -155,12 +156,18 @@ def identifier_terms(text: str) -> list[str]:
     holding a digit of a compound one (``ST-142`` gives ``#st142`` and ``~142``)."""
     out = []
     for run in _RUN.findall(text):
-        if not _DIGIT.search(run):
-            continue
-        out.append(WHOLE + canonical_identifier(run))
-        parts = _PARTS.split(run)
-        if len(parts) > 1:
-            out.extend(PART + canonical_identifier(p) for p in parts if _DIGIT.search(p))
+        whole, *parts = _ids(run)
+        out.append(WHOLE + whole)
+        out.extend(PART + p for p in parts)
+    return out
+
+
+def _ids(run: str) -> list[str]:
+    """The canonical identifiers one run stands for: itself, and its parts with digits."""
+    parts = _PARTS.split(run)
+    out = [canonical_identifier(run)]
+    if len(parts) > 1:
+        out.extend(canonical_identifier(p) for p in parts if _DIGIT.search(p))
     return out
 
 
@@ -571,12 +578,8 @@ class DocsIndex:
                 if exact[row] >= floor:  # in a tier that reaches the first k: the
                     # sentence naming the number decides the order within it
                     records[row] = txn.get(CHUNKS, _cid(int(memory.ids[row])))
-            query_words = set(terms(query))
-            keyed = {
-                row: _keyed(record["text"], set(wanted), query_words)
-                for row, record in records.items()
-                if record is not None
-            }
+            score = _Keyed(wanted, set(terms(query)))
+            keyed = {row: score(r["text"]) for row, r in records.items() if r is not None}
             order = sorted(
                 fused.items(),
                 key=lambda item: (-exact[item[0]], -keyed.get(item[0], 0.0), -item[1]),
@@ -626,23 +629,36 @@ def _idf(memory: _Memory, words: Iterable[str]) -> dict[str, float]:
     return out
 
 
-def _keyed(text: str, wanted: set[str], words: set[str]) -> float:
-    """The share of the query's ``words`` in the best sentence of ``text`` naming one of
-    the ``wanted`` identifiers: "the code for station 3 is X" scores high for "code of
+class _Keyed:
+    """Scores a passage by the share of the query's words in its best sentence naming one
+    of the ``wanted`` identifiers: "the code for station 3 is X" scores high for "code of
     station 3?", "reviewed in week 3" does not. Unweighted: among near-identical
     passages every word is common, and IDF would weigh them all near zero."""
-    if not words:
-        return 0.0
-    named = [m.start() for m in _RUN.finditer(text) if wanted & _identifier_set(m.group())]
-    best = 0.0
-    for start, end in docs_ingest.sentence_spans(text) if named else ():
-        if any(start <= at < end for at in named):
-            best = max(best, len(words & set(terms(text[start:end]))) / len(words))
-    return round(best, 4)
+
+    def __init__(self, wanted: Iterable[str], words: set[str]) -> None:
+        self.wanted = set(wanted)
+        self.words = words
+        # every spelling of a wanted identifier (AB-0142 for ab142, 1,200 for 1200) and a
+        # few more; only sentences it finds are checked exactly, which keeps this cheap
+        self.needle = re.compile("|".join(map(_spellings, self.wanted)) or "(?!)", re.I)
+
+    def __call__(self, text: str) -> float:
+        best = 0.0
+        if not self.words or not self.needle.search(text):
+            return best
+        for start, end in docs_ingest.sentence_spans(text):
+            sentence = text[start:end]
+            if not self.needle.search(sentence):
+                continue
+            named = {i for run in _RUN.findall(sentence) for i in _ids(run)}
+            if not self.wanted.isdisjoint(named):
+                best = max(best, len(self.words & set(terms(sentence))) / len(self.words))
+        return round(best, 4)
 
 
-def _identifier_set(run: str) -> set[str]:
-    return {t[1:] for t in identifier_terms(run)} if _DIGIT.search(run) else set()
+def _spellings(ident: str) -> str:
+    body = "[-_,]?".join(re.escape(c) for c in ident)
+    return f"0*{body}" if ident.isdigit() else body
 
 
 def _exact(memory: _Memory, wanted: Iterable[str]) -> np.ndarray:

@@ -6,14 +6,18 @@ one passage with the question's number, and the answer must quote that station's
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitterbot.agent.docs_index import (
     META,
     TERMS,
     DocsIndex,
+    canonical_identifier,
     identifier_terms,
     identifiers,
     ingest,
@@ -98,6 +102,16 @@ def test_numbers_and_codes_are_whole_tokens() -> None:
     assert identifiers("room 4.12 at 10:30") == ["4.12", "10:30"]  # 4.12 is not 412
     assert identifier_terms("ST-142 and 7") == ["#st142", "~142", "#7"]
     assert terms("station 007 and 0") == ["station", "7", "0"]
+
+
+_ANY_RUN = re.compile(r"\w+(?:(?:[-./:]|(?<=\d),(?=\d{3}(?!\d)))\w+)*")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab1 07-._,:/x\nZ"), max_size=60))
+def test_identifiers_are_the_word_runs_that_hold_a_digit(text: str) -> None:
+    runs = [r for r in _ANY_RUN.findall(text) if re.search(r"\d", r)]
+    assert identifiers(text) == list(dict.fromkeys(canonical_identifier(r) for r in runs))
 
 
 def test_a_passage_must_hold_each_number_of_the_question() -> None:
