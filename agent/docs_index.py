@@ -151,6 +151,11 @@ def identifiers(text: str) -> list[str]:
     return list(dict.fromkeys(canonical_identifier(r) for r in _RUN.findall(text)))
 
 
+def without_identifiers(text: str) -> str:
+    """``text`` with its numbers and codes blanked out (its plain words stay)."""
+    return _RUN.sub(" ", text)
+
+
 def identifier_terms(text: str) -> list[str]:
     """Index terms of ``text``'s identifiers: ``#`` + each whole one, ``~`` + each part
     holding a digit of a compound one (``ST-142`` gives ``#st142`` and ``~142``)."""

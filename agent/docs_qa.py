@@ -31,6 +31,7 @@ from bitterbot.agent.docs_index import (
     identifier_terms,
     identifiers,
     terms,
+    without_identifiers,
 )
 from bitterbot.protocol.errors import ModelError, ValidationError
 
@@ -58,6 +59,7 @@ MAX_QUESTION_CHARS = 1000
 STRONG_COSINE = 0.62
 WEAK_COSINE = 0.20
 MIN_COVERAGE = 0.5
+KEYED_SUPPORT = 0.75  # share of the question's words in a sentence naming all its numbers
 SHORT_SENTENCE = 100  # characters: a quoted sentence shorter than this brings the next one
 
 SYSTEM_PROMPT = (
@@ -146,15 +148,21 @@ def supporting(index: DocsIndex, question: str, hits: list[Hit]) -> list[Hit]:
     """The hits that support answering ``question`` (best first).
 
     A passage missing one of the question's names or numbers never supports it; otherwise
-    a strong cosine does, or a moderate one with most of the question's words present.
+    a strong cosine does, or a moderate one with most of the question's words present,
+    or a sentence naming every number and code of the question whole with most of its
+    words (a short question's cosine with a long passage is low: "what was converted
+    in 1931?" against a page on a lighthouse).
     """
     wanted = names(question)
+    asked = identifiers(question)
     out = []
     for hit in hits:
         if not wanted <= set(terms(hit.text)) or not holds_identifiers(question, hit.text):
             continue
-        if hit.cosine >= STRONG_COSINE or (
-            hit.cosine >= WEAK_COSINE and coverage(index, question, hit.text) >= MIN_COVERAGE
+        if (
+            hit.cosine >= STRONG_COSINE
+            or (hit.cosine >= WEAK_COSINE and coverage(index, question, hit.text) >= MIN_COVERAGE)
+            or (asked and hit.exact >= len(asked) and hit.keyed >= KEYED_SUPPORT)
         ):
             out.append(hit)
     return out
@@ -175,26 +183,27 @@ def best_sentence(index: DocsIndex, question: str, passages: list[Hit]) -> tuple
     """The sentence of ``passages`` sharing the most (IDF-weighted) words with the question;
     a short one (a heading, a list item's name) comes with the sentence after it.
 
-    When the question names numbers or codes, a sentence naming them all comes first,
-    and among those the one holding most of the question's words: in near-identical
-    passages every word is common, so IDF cannot tell "the code for station 3 is X"
-    from "station 3 takes over during repairs".
+    For a question naming numbers or codes the question's other words count unweighted
+    (among near-identical passages IDF weighs every word near zero), and a sentence naming
+    all its numbers comes first when no sentence of its passage holds more of those words:
+    "the code for station 3 is X" beats "station 3 takes over during repairs", while a
+    heading "Kettle K-200" does not beat "descale the kettle every four weeks" below it.
     """
     asked = set(identifiers(question))
-    words = set(terms(question))
+    words = set(terms(without_identifiers(question))) if asked else set()
     best, best_n, best_key = passages[0].text, 1, (False, 0.0, -1.0)
     for n, hit in enumerate(passages, start=1):
         sentences = [hit.text[s:e].strip() for s, e in docs_ingest.sentence_spans(hit.text)]
+        shares = [len(words & set(terms(s))) / len(words) if words else 0.0 for s in sentences]
+        top = max(shares, default=0.0)
         for i, sentence in enumerate(sentences):
-            found = passage_identifiers(sentence)
-            names_all = bool(asked) and asked <= found
-            share = len(words & set(terms(sentence))) / len(words) if names_all else 0.0
+            named = bool(asked) and asked <= passage_identifiers(sentence) and shares[i] >= top
             # ties go to the fuller sentence, then to the better passage
             score = coverage(index, question, sentence) + 0.002 * min(len(sentence.split()), 30)
-            key = (names_all, share, score + 0.001 * (n == 1))
+            key = (named, shares[i], score + 0.001 * (n == 1))
             if key > best_key:
-                whole = names_all and bool(found - asked)  # it states a number or code: a fact
-                if len(sentence) < SHORT_SENTENCE and i + 1 < len(sentences) and not whole:
+                fact = named and bool(set(identifiers(sentence)) - asked)  # states a number
+                if len(sentence) < SHORT_SENTENCE and i + 1 < len(sentences) and not fact:
                     sentence = f"{sentence} {sentences[i + 1]}"
                 best, best_n, best_key = sentence, n, key
     return best, best_n

