@@ -5,7 +5,8 @@ Storage (named databases of an injected store; values msgpack)::
     docs_files    absolute path -> {sha256, size, kind, chunks: [chunk ids], added_ms, ...}
     docs_chunks   chunk id (8 bytes, big-endian) -> {file, text, pos}
     docs_vectors  chunk id -> float32 bytes (encoder.dim values, L2-normalised)
-    docs_terms    chunk id -> [length in terms, {term: count}]
+    docs_terms    chunk id -> [length in terms, {term: count}] (words; "#id" and "~id"
+                  for numbers and codes, whole and as parts of longer ones)
     docs_meta     next_chunk_id, generation (bumped on every change), encoder, job
 
 One file is one write transaction: its old chunks go, its new chunks, vectors, terms and
@@ -14,7 +15,10 @@ files only; running it again skips those by content hash and does the rest.
 
 Retrieval keeps every vector in one contiguous float32 matrix and BM25 postings in
 memory, both rebuilt from LMDB when ``generation`` moves (another process may have
-changed the index). Lexical and vector rankings are fused by reciprocal rank.
+changed the index). Lexical and vector rankings are fused by reciprocal rank, and numbers
+and codes in the query are matched exactly: a passage naming more of them ranks above one
+naming fewer (fusion alone lets 300 passages that differ only in a station number drown
+the one with the right number), and among those the sentence naming them decides.
 """
 
 from __future__ import annotations

@@ -1,15 +1,19 @@
 """Answering from the user's documents, with citations, or saying the answer is not there.
 
 Retrieval decides whether the documents can answer at all: a passage *supports* the
-question when its cosine similarity to it is high, or moderate with most of the question's
-distinctive words (weighted by IDF; words absent from every document weigh most) present
-in it. With no supporting passage the answer is :data:`NOT_FOUND`, and the model is not
-asked, because a small local model asked anyway invents an answer.
+question when it names the question's names, numbers and codes, and its cosine similarity
+to it is high, or moderate with most of the question's distinctive words (weighted by IDF;
+words absent from every document weigh most) present in it, or one of its sentences names
+the numbers with most of the question's words. With no supporting passage the answer is
+:data:`NOT_FOUND`, and the model is not asked, because a small local model asked anyway
+invents an answer.
 
 Otherwise the local model answers from the numbered supporting passages. If it replies
 that the passages do not say, that is the answer; if its reply is empty or mostly made
 of words found in none of the passages, the best-matching sentence is quoted instead
 (``mode: "extractive"``), so what the user reads is always grounded in a cited passage.
+A number or code in the reply must come from a sentence naming the question's own: among
+near-identical records a small model copies the neighbouring record's code.
 """
 
 from __future__ import annotations

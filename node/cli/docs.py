@@ -1,4 +1,4 @@
-"""CLI: `bitterbot docs` (private document Q&A) and `bitterbot bench ingest`.
+"""CLI: `bitterbot docs` (private document Q&A); its benchmarks are in node/bench/docs.py.
 
 Documents are read where they are; only their text, vectors and index live in the home's
 LMDB. Heavy modules (numpy, onnxruntime, llama.cpp) load inside the commands.
