@@ -41,6 +41,7 @@ def bench_router(cli_ctx: CliContext, queries: int, int8: bool, as_json: bool) -
     texts = [f"{GENERAL_REQUESTS[i % len(GENERAL_REQUESTS)]} {i}" for i in range(queries)]
     times = [router.route(text).elapsed_ms for text in texts]
     assert router.head is not None
+    cv = router.head.cv
     print_json(
         {
             "p50_ms": round(float(np.percentile(times, 50)), 3),
@@ -52,6 +53,9 @@ def bench_router(cli_ctx: CliContext, queries: int, int8: bool, as_json: bool) -
             "model_bytes": encoder.model_bytes + router.head.nbytes,
             "head_bytes": router.head.nbytes,
             "skills": len(router.skills),
+            # out-of-fold, on the sample skills' own examples and GENERAL_REQUESTS
+            "cv_in_scope_accuracy": round(cv.in_scope_accuracy, 4) if cv else None,
+            "cv_local_llm_recall": round(cv.background_recall, 4) if cv else None,
         }
     )
 
@@ -132,12 +136,13 @@ def bench_escalation(
     data = read_json_file(data_path)
     encoder = router_encoder(cli_ctx)
     train = data.get("train", []) + data.get("oos_train", [])
-    x = encoder.encode([q for q, _ in train], batch_size=64, max_length=ROUTER_MAX_TOKENS)
+    x = encoder.encode_layers([q for q, _ in train], batch_size=64, max_length=ROUTER_MAX_TOKENS)
     head = fit_head(x, [y for _, y in train], background="oos")
     texts = [q for q, _ in data.get("val", []) + data.get("oos_val", [])]
     n_open = round(len(texts) * open_share / (1 - open_share))
     texts += [OPEN_TASKS[i % len(OPEN_TASKS)] for i in range(n_open)]
-    labels, _ = head.predict(encoder.encode(texts, batch_size=64, max_length=ROUTER_MAX_TOKENS))
+    features = encoder.encode_layers(texts, batch_size=64, max_length=ROUTER_MAX_TOKENS)
+    labels, _ = head.predict(features)
     tasks = [ReplayTask(t, label is not None) for t, label in zip(texts, labels, strict=True)]
     escalation = Escalation(cloud_url="http://provider", cloud_model=model, policy=AUTO)
     result = replay(tasks, escalation, tokens_out=tokens_out)

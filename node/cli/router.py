@@ -83,7 +83,10 @@ def router_eval(
     int8: bool,
     as_json: bool,
 ) -> None:
-    """Train the router head on a CLINC150-format file and score it on other splits."""
+    """Train the router head on a CLINC150-format file and score it on other splits.
+
+    Prints the held-out figures next to the cross-validated estimate over the training
+    splits (the threshold is chosen from the latter; the eval splits choose nothing)."""
     from bitterbot.agent.router import evaluate
 
     data = read_json_file(data_path)
@@ -99,9 +102,19 @@ def router_eval(
     )
     if as_json:
         print_json(result)
-    else:
-        for key, value in result.items():
-            click.echo(f"{key:>18}: {value}")
+        return
+    cv = result.pop("cross_validated")
+    for key, value in result.items():
+        click.echo(f"{key:>18}: {value}")
+    click.echo(
+        f"cross-validated ({cv['folds']} folds over the training splits): in-scope accuracy "
+        f"{cv['in_scope_accuracy']:.2%}, OOS recall {cv['oos_recall']:.2%} "
+        f"+- {cv['oos_recall_margin']:.0%} ({cv['n_oos']} OOS examples)"
+    )
+    click.echo(
+        f"OOS recall on {eval_split}/{oos_split} rests on {result['n_oos_eval']} queries: "
+        f"+- {result['oos_recall_margin']:.0%} (95%)"
+    )
 
 
 @router_group.command("route")
