@@ -245,9 +245,12 @@ class Router:
 
 
 def margin95(share: float, n: int) -> float:
-    """Half-width of a 95% normal-approximation interval for a share measured on n cases:
-    0.08 (8 points) for 80% recall on CLINC150's 100 validation OOS queries."""
-    return round(1.96 * math.sqrt(share * (1 - share) / n), 3) if n else 0.0
+    """Half-width of the 95% Wilson interval of a share measured on n cases: 0.078 (about 8
+    points) for 80% recall on CLINC150's 100 validation OOS queries; not 0 at 0% or 100%."""
+    if n == 0:
+        return 0.0
+    z2 = 1.96**2
+    return round(math.sqrt(z2 * share * (1 - share) / n + z2 * z2 / (4 * n * n)) / (1 + z2 / n), 3)
 
 
 def evaluate(

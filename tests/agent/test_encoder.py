@@ -100,6 +100,19 @@ def test_batching_and_padding_do_not_change_embeddings(encoder: Encoder) -> None
     assert np.allclose(together, alone, atol=1e-4)
 
 
+def test_layer_features_pool_three_layers_and_contain_the_embedding(encoder: Encoder) -> None:
+    texts = SENTENCES[:4]
+    features = encoder.encode_layers(texts, max_length=64)
+    assert features.shape == (4, encoder.layers_dim) == (4, 6 * 384)
+    blocks = features.reshape(4, 6, 384)
+    assert np.allclose(np.linalg.norm(blocks, axis=2), 1.0, atol=1e-5)
+    # block 2 is the last layer's mean: the sentence embedding itself
+    assert np.allclose(blocks[:, 2], encoder.encode(texts, max_length=64), atol=1e-5)
+    alone = np.vstack([encoder.encode_layers([t], max_length=64) for t in texts])
+    assert np.allclose(alone, features, atol=1e-4)  # padding changes neither mean nor max
+    assert encoder.encode_layers([]).shape == (0, encoder.layers_dim)
+
+
 def test_paraphrases_are_closer_than_unrelated_sentences(encoder: Encoder) -> None:
     a, b, c = encoder.encode(
         ["how much money is in my bank account", "what's my account balance", "play some jazz"]

@@ -18,6 +18,7 @@ from bitterbot.agent.router import (
     evaluate,
     fit_head,
 )
+from bitterbot.agent.router_head import choose_threshold
 from bitterbot.protocol.errors import ModelError, ValidationError
 
 # shared/ sits beside the repository (here and in CI)
@@ -134,6 +135,7 @@ def test_head_round_trips_through_npz(router: Router, tmp_path: Path) -> None:
     assert a == b
     assert np.allclose(sa, sb)
     assert loaded.threshold == router.head.threshold
+    assert loaded.cv == router.head.cv and loaded.cv is not None
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ModelError):
         IntentHead.load(tmp_path / "bad.npz")
@@ -195,3 +197,58 @@ def test_set_skills_reuses_a_cached_head_only_for_the_same_skills(tmp_path: Path
     third.set_skills(SKILLS[:2], head_cache=cache)
     assert third.head is not None and "currency" not in third.head.labels
     assert IntentHead.load(cache).fingerprint == third.fingerprint()
+
+
+def test_threshold_loses_at_most_the_allowed_accuracy_and_rejects_wrong_ones_for_free() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    correct = np.array([False, False, True, False, True, True, True, True, True, True])
+    # 10% may be lost: the two lowest (wrong) go free, the third costs 10%, the fourth is free
+    assert choose_threshold(correct, scores, 0.10) == 0.5
+    assert choose_threshold(correct, scores, 0.0) == 0.3
+    assert choose_threshold(correct, scores, 1.0) > 1.0  # everything may go
+
+
+def test_cross_validated_estimate_is_out_of_fold() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(240, 64)).astype(np.float32)
+    noise = [f"c{i}" for i in rng.integers(0, 4, size=240)]  # labels unrelated to x
+    head = fit_head(x, noise, max_inscope_loss=0.0)
+    best = [head.labels[i] for i in head.logits(x).argmax(axis=1)]
+    seen = np.mean([p == t for p, t in zip(best, noise, strict=True)])
+    assert seen > 0.6  # the head memorises what it was trained on...
+    assert head.cv is not None and head.cv.in_scope_accuracy < 0.4  # ...CV sees chance
+    centers = rng.normal(size=(4, 64)) * 2
+    real = np.vstack([c + rng.normal(size=(60, 64)) for c in centers]).astype(np.float32)
+    good = fit_head(real, [f"c{i}" for i in range(4) for _ in range(60)], max_inscope_loss=0.0)
+    assert good.cv is not None and good.cv.in_scope_accuracy > 0.9
+    assert good.cv.folds == 5 and good.cv.n_in_scope == 240 and good.cv.n_background == 0
+
+
+@pytest.mark.skipif(not CLINC.exists(), reason="shared CLINC150 data not present")
+def test_eval_splits_choose_nothing(tmp_path: Path) -> None:
+    data = json.loads(CLINC.read_text())
+    intents = sorted({y for _, y in data["train"]})[40:46]
+    subset = {
+        "train": [r for r in data["train"] if r[1] in intents][::2],
+        "val": [r for r in data["val"] if r[1] in intents],
+        "oos_train": data["oos_train"][:30],
+        "oos_val": data["oos_val"][:40],
+    }
+    first = evaluate(subset, get_encoder())
+    # the same training data with other eval data: threshold and CV estimate stay put
+    other = dict(subset, val=subset["val"][::3], oos_val=data["oos_val"][40:])
+    second = evaluate(other, get_encoder())
+    assert first["threshold"] == second["threshold"]
+    assert first["cross_validated"] == second["cross_validated"]
+    assert first["n_eval"] != second["n_eval"]
+    cv = first["cross_validated"]
+    assert isinstance(cv, dict) and cv["n_oos"] == 30 and cv["n_in_scope"] == 300
+    assert cv["in_scope_accuracy"] > 0.9 and 0 < cv["oos_recall_margin"] < 0.4
+    assert first["n_oos_eval"] == 40 and 0 < first["oos_recall_margin"] <= 0.16
+
+
+def test_margin_of_a_share_shrinks_with_more_cases() -> None:
+    from bitterbot.agent.router import margin95
+
+    assert 0.07 < margin95(0.8, 100) < 0.085  # CLINC150 val: about +-8 points
+    assert margin95(0.8, 1000) < 0.03 and margin95(1.0, 40) > 0 and margin95(0.5, 0) == 0

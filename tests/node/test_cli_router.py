@@ -84,6 +84,12 @@ def test_router_eval_prints_the_metrics(tmp_path: Path, clinc_subset: Path) -> N
             "model_bytes", "n_eval"} <= set(data)  # fmt: skip
     assert data["n_eval"] == 200 + 30
     assert data["in_scope_accuracy"] > 0.85 and data["model_bytes"] < 100_000_000
+    cv = data["cross_validated"]  # next to the held-out figures, from the training splits
+    assert cv["folds"] == 5 and cv["n_in_scope"] == 500 and cv["n_oos"] == 40
+    assert cv["in_scope_accuracy"] > 0.85 and 0 <= cv["oos_recall"] <= 1
+    assert data["n_oos_eval"] == 30 and data["oos_recall_margin"] > 0
+    text = run("router", "eval", "--data", str(clinc_subset), home=tmp_path)
+    assert "cross-validated (5 folds" in text.stdout and "rests on 30 queries" in text.stdout
     bad = run("router", "eval", "--data", str(clinc_subset), "--eval-split", "test", home=tmp_path)
     assert bad.returncode != 0 and "no split 'test'" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -104,6 +110,7 @@ def test_bench_router_and_bench_privacy(tmp_path: Path) -> None:
     data = json.loads(out.stdout)
     assert data["queries"] == 20 and 0 < data["p50_ms"] <= data["p99_ms"]
     assert data["model_bytes"] < 100_000_000
+    assert 0.5 < data["cv_in_scope_accuracy"] <= 1 and 0 <= data["cv_local_llm_recall"] <= 1
     csv_path = tmp_path / "pupa.csv"
     csv_path.write_text(
         "user_query,pii_units\n"
