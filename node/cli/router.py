@@ -70,6 +70,14 @@ def router_group() -> None:
 @click.option("--oos-train-split", default="oos_train", show_default=True)
 @click.option("--eval-split", default="val", show_default=True)
 @click.option("--oos-split", default="oos_val", show_default=True)
+@click.option(
+    "--features",
+    type=click.Choice(["layers", "embedding"]),
+    default="layers",
+    show_default=True,
+    help="layers: pooled layers 4-6 (best with many examples per intent); embedding: the "
+    "sentence embedding the node's skill router uses",
+)
 @int8_option
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @pass_cli
@@ -80,6 +88,7 @@ def router_eval(
     oos_train_split: str,
     eval_split: str,
     oos_split: str,
+    features: str,
     int8: bool,
     as_json: bool,
 ) -> None:
@@ -99,6 +108,7 @@ def router_eval(
         oos_train_split=oos_train_split or None,
         eval_split=eval_split,
         oos_split=oos_split or None,
+        features=features,
     )
     if as_json:
         print_json(result)
