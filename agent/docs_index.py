@@ -639,10 +639,11 @@ def _idf(memory: _Memory, words: Iterable[str]) -> dict[str, float]:
 
 
 class _Keyed:
-    """Scores a passage by the share of the query's words in its best sentence naming one
-    of the ``wanted`` identifiers: "the code for station 3 is X" scores high for "code of
-    station 3?", "reviewed in week 3" does not. Unweighted: among near-identical
-    passages every word is common, and IDF would weigh them all near zero."""
+    """Scores a passage by the share of the query's words in its best sentence naming
+    the ``wanted`` identifiers (times the share of them it names, a part counting
+    PART_WEIGHT): "the code for station 3 is X" scores high for "code of station 3?",
+    "reviewed in week 3" does not. Unweighted: among near-identical passages every word
+    is common, and IDF would weigh them all near zero."""
 
     def __init__(self, wanted: Iterable[str], words: set[str]) -> None:
         self.wanted = set(wanted)
@@ -659,9 +660,18 @@ class _Keyed:
             sentence = text[start:end]
             if not self.needle.search(sentence):
                 continue
-            named = {i for run in _RUN.findall(sentence) for i in _ids(run)}
-            if not self.wanted.isdisjoint(named):
-                best = max(best, len(self.words & set(terms(sentence))) / len(self.words))
+            whole, parts = set(), set()
+            for run in _RUN.findall(sentence):
+                first, *rest = _ids(run)
+                whole.add(first)
+                parts.update(rest)
+            # as in _exact: "41" inside "UU-0041" names station 41 only half
+            named = sum(
+                1.0 if i in whole else PART_WEIGHT if i in parts else 0.0 for i in self.wanted
+            )
+            if named:
+                share = len(self.words & set(terms(sentence))) / len(self.words)
+                best = max(best, share * named / len(self.wanted))
         return round(best, 4)
 
 

@@ -163,6 +163,26 @@ def test_near_miss_numbers_are_not_confused(stations: tuple[DocsIndex, dict]) ->
         assert exact == sorted(exact, reverse=True)
 
 
+def test_a_number_inside_another_code_counts_less_than_the_number_itself(
+    tmp_path: Path, cache: Path
+) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    # station 450's code ends in 0041 and it was reviewed in week 41: it names 41 twice
+    (folder / "a.txt").write_text(
+        "The maintenance code for pump station 450 is UU-0041. Last reviewed in week 41.\n"
+    )
+    (folder / "b.txt").write_text(
+        "The maintenance code for pump station 41 is RL-3956. Last reviewed in week 17.\n"
+    )
+    index = DocsIndex(Store(tmp_path / "db"), get_static_encoder(cache), encoder_name=STATIC_NAME)
+    ingest(index, [folder])
+    for question in ["maintenance code pump station 041", "maintenance code for station 41"]:
+        hits = index.search(question, 2)
+        assert [file_of(h.file) for h in hits] == ["b.txt", "a.txt"], question
+        assert hits[0].keyed > hits[1].keyed
+
+
 async def test_quoted_answers_carry_the_right_code_and_file(
     stations: tuple[DocsIndex, dict], reranker: object
 ) -> None:
