@@ -27,7 +27,6 @@ is the escalation policy's call (:mod:`bitterbot.agent.escalation`), not the rou
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,6 @@ __all__ = [
     "RouteDecision",
     "Router",
     "SkillIntent",
-    "evaluate",
     "fit_head",
 ]
 
@@ -57,6 +55,8 @@ CLOUD = "cloud"
 ROUTER_MAX_TOKENS = 64  # requests are short; longer ones are cut for routing only
 MAX_SKILL_EXAMPLES = 200
 MAX_TEXT_CHARS = 2000
+#: what the head reads: the sentence embedding, or pooled layers 4-6 (Encoder.encode_layers)
+FEATURES = ("embedding", "layers")
 
 #: Background class: requests for the general assistant, no skill. Written for this
 #: project (varied domains, question and command forms).
@@ -148,9 +148,18 @@ class RouteDecision:
 class Router:
     """Routes requests to installed skills; retrains its head when skills change."""
 
-    def __init__(self, encoder: TextEncoder, *, general: Sequence[str] = GENERAL_REQUESTS):
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        *,
+        general: Sequence[str] = GENERAL_REQUESTS,
+        features: str = "embedding",
+    ):
+        if features not in FEATURES:
+            raise ValidationError(f"features must be one of {FEATURES}, not {features!r}")
         self.encoder = encoder
         self.general = list(general)
+        self.features = features  # "embedding" for skills: see the module docstring
         self.skills: dict[str, SkillIntent] = {}
         self.head: IntentHead | None = None
         self._cache: dict[str, np.ndarray] = {}
@@ -158,11 +167,16 @@ class Router:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            vectors = self.encoder.encode(missing, batch_size=64, max_length=ROUTER_MAX_TOKENS)
+            vectors = self._encode(missing, batch_size=64)
             self._cache.update(zip(missing, vectors, strict=True))
         if not texts:
-            return np.zeros((0, self.encoder.dim), np.float32)
+            dim = self.encoder.dim if self.features == "embedding" else self.encoder.layers_dim
+            return np.zeros((0, dim), np.float32)
         return np.vstack([self._cache[t] for t in texts])
+
+    def _encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        encode = self.encoder.encode if self.features == "embedding" else self.encoder.encode_layers
+        return encode(texts, batch_size=batch_size, max_length=ROUTER_MAX_TOKENS)
 
     def add_skill(self, skill: SkillIntent) -> None:
         if not skill.name or skill.name in (LOCAL_LLM, CLOUD):
@@ -204,6 +218,7 @@ class Router:
                 digest.update(text.encode() + b"\0")
         for text in self.general:
             digest.update(text.encode() + b"\1")
+        digest.update(self.features.encode())
         return digest.hexdigest()[:32]
 
     def remove_skill(self, name: str) -> None:
@@ -230,7 +245,7 @@ class Router:
         start = time.perf_counter()
         if self.head is None:
             return RouteDecision(LOCAL_LLM, "no skills installed", 0.0, 0.0, None, 0.0)
-        vec = self.encoder.encode([text[:MAX_TEXT_CHARS]], max_length=ROUTER_MAX_TOKENS)
+        vec = self._encode([text[:MAX_TEXT_CHARS]])
         logits = self.head.logits(vec)
         score = float(energy(logits)[0])
         candidate = self.head.labels[int(logits.argmax())]
@@ -248,91 +263,3 @@ class Router:
                 f"(energy {score:.2f} < {self.head.threshold:.2f})"
             )
         return RouteDecision(LOCAL_LLM, reason, score, self.head.threshold, candidate, elapsed)
-
-
-# --- evaluation on CLINC150-format data -------------------------------------------------
-
-
-def margin95(share: float, n: int) -> float:
-    """Half-width of the 95% Wilson interval of a share measured on n cases: 0.078 (about 8
-    points) for 80% recall on CLINC150's 100 validation OOS queries; not 0 at 0% or 100%."""
-    if n == 0:
-        return 0.0
-    z2 = 1.96**2
-    return round(math.sqrt(z2 * share * (1 - share) / n + z2 * z2 / (4 * n * n)) / (1 + z2 / n), 3)
-
-
-def evaluate(
-    data: dict[str, list[list[str]]],
-    encoder: TextEncoder,
-    *,
-    train_split: str = "train",
-    oos_train_split: str | None = "oos_train",
-    eval_split: str = "val",
-    oos_split: str | None = "oos_val",
-    oos_label: str = "oos",
-    folds: int = 5,
-    features: str = "layers",
-) -> dict[str, object]:
-    """Train on the training splits (threshold by ``folds``-fold cross-validation over them
-    alone), report that cross-validated estimate, then route every eval query one at a
-    time (timed). The eval splits are never used for any choice. ``features``: ``layers``
-    (:meth:`Encoder.encode_layers`) or ``embedding`` (:meth:`Encoder.encode`, as
-    :class:`Router` uses for installed skills)."""
-    if features not in ("layers", "embedding"):
-        raise ValidationError(f"features must be 'layers' or 'embedding', not {features!r}")
-    embed = encoder.encode_layers if features == "layers" else encoder.encode
-
-    def split(name: str | None) -> list[list[str]]:
-        if name is None:
-            return []
-        if name not in data:
-            raise ValidationError(f"no split {name!r} in the data (has {sorted(data)})")
-        return data[name]
-
-    train = split(train_split) + split(oos_train_split)
-    if not train:
-        raise ValidationError("the training splits are empty")
-    cases = split(eval_split) + split(oos_split)
-    texts = [str(q) for q, _ in train]
-    labels = [str(y) for _, y in train]
-    x = embed(texts, batch_size=64, max_length=ROUTER_MAX_TOKENS)
-    has_oos = oos_label in labels
-    head = fit_head(x, labels, background=oos_label if has_oos else None, folds=folds)
-    times, correct_in, n_in, oos_hit, n_oos, predicted_oos = [], 0, 0, 0, 0, 0
-    for query, truth in cases:
-        start = time.perf_counter()
-        vec = embed([str(query)], max_length=ROUTER_MAX_TOKENS)
-        (label,), _ = head.predict(vec)
-        times.append((time.perf_counter() - start) * 1000)
-        predicted_oos += label is None
-        if truth == oos_label:
-            n_oos += 1
-            oos_hit += label is None
-        else:
-            n_in += 1
-            correct_in += label == truth
-    assert head.cv is not None
-    recall = oos_hit / n_oos if n_oos else 0.0
-    return {
-        "in_scope_accuracy": round(correct_in / n_in, 4) if n_in else 0.0,
-        "oos_recall": round(recall, 4),
-        "oos_recall_margin": margin95(recall, n_oos),
-        "oos_precision": round(oos_hit / predicted_oos, 4) if predicted_oos else 0.0,
-        "cross_validated": {
-            "folds": head.cv.folds,
-            "in_scope_accuracy": round(head.cv.in_scope_accuracy, 4),
-            "oos_recall": round(head.cv.background_recall, 4),
-            "oos_recall_margin": margin95(head.cv.background_recall, head.cv.n_background),
-            "n_in_scope": head.cv.n_in_scope,
-            "n_oos": head.cv.n_background,
-        },
-        "p50_ms": round(float(np.percentile(times, 50)), 3) if times else 0.0,
-        "p99_ms": round(float(np.percentile(times, 99)), 3) if times else 0.0,
-        "model_bytes": int(getattr(encoder, "model_bytes", 0)) + head.nbytes,
-        "n_eval": len(cases),
-        "n_oos_eval": n_oos,
-        "n_train": len(train),
-        "threshold": round(head.threshold, 4),
-        "features": features,
-    }

@@ -140,6 +140,7 @@ class CrossValidated:
     n_background: int
     in_scope_accuracy: float
     background_recall: float  # 0.0 when no background class was trained
+    l2: float = 0.0  # the regularization these figures (and the head) come with
 
     def public(self) -> dict[str, float | int]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -236,15 +237,35 @@ def fit_head(
     background: str | None = None,
     max_inscope_loss: float = 0.01,
     folds: int = 5,
-    l2: float = 1e-3,
+    l2: float | Sequence[float] = 1e-3,
     iters: int = 500,
     epochs: int = 20,
     seed: int = 0,
 ) -> IntentHead:
     """Train the head; the threshold and ``head.cv`` come from ``folds``-fold out-of-fold
-    predictions on ``x`` (nothing else is looked at)."""
+    predictions on ``x`` (nothing else is looked at). Several ``l2`` values: each is
+    cross-validated the same way and the one with the best mean of in-scope accuracy and
+    background recall is kept (ties: the first)."""
+    grid = [float(l2)] if isinstance(l2, int | float) else [float(v) for v in l2]
+    if not grid:
+        raise ValidationError("l2 needs at least one value")
+    best: IntentHead | None = None
     with _one_blas_thread():
-        return _fit_head(x, labels, background, max_inscope_loss, folds, (l2, iters, epochs), seed)
+        for value in grid:
+            head = _fit_head(
+                x, labels, background, max_inscope_loss, folds, (value, iters, epochs), seed
+            )
+            if best is None or _cv_objective(head) > _cv_objective(best):
+                best = head
+    assert best is not None
+    return best
+
+
+def _cv_objective(head: IntentHead) -> float:
+    assert head.cv is not None
+    if head.cv.n_background == 0:
+        return head.cv.in_scope_accuracy
+    return (head.cv.in_scope_accuracy + head.cv.background_recall) / 2
 
 
 def _fit_head(
@@ -293,6 +314,7 @@ def _fit_head(
         n_background=int((~inscope).sum()),
         in_scope_accuracy=float((correct & ~rejected)[inscope].mean()),
         background_recall=float(rejected[~inscope].mean()) if (~inscope).any() else 0.0,
+        l2=training[0],
     )
 
     mean, scale, w, b = standardized_fit(np.arange(len(y)))

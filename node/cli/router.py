@@ -96,7 +96,7 @@ def router_eval(
 
     Prints the held-out figures next to the cross-validated estimate over the training
     splits (the threshold is chosen from the latter; the eval splits choose nothing)."""
-    from bitterbot.agent.router import evaluate
+    from bitterbot.agent.router_eval import evaluate
 
     data = read_json_file(data_path)
     if not isinstance(data, dict):
@@ -125,6 +125,49 @@ def router_eval(
         f"OOS recall on {eval_split}/{oos_split} rests on {result['n_oos_eval']} queries: "
         f"+- {result['oos_recall_margin']:.0%} (95%)"
     )
+
+
+@router_group.command("skills-eval")
+@home_option
+@click.option("--data", "data_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--skills", default=8, show_default=True, help="intents installed as skills")
+@click.option("--examples", default=6, show_default=True, help="examples per skill")
+@click.option("--rounds", default=5, show_default=True, help="seeded rounds to average")
+@click.option(
+    "--features", type=click.Choice(["embedding", "layers"]), default="embedding", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@pass_cli
+def router_skills_eval(
+    cli_ctx: CliContext,
+    data_path: Path,
+    skills: int,
+    examples: int,
+    rounds: int,
+    features: str,
+    as_json: bool,
+) -> None:
+    """The node's job on a CLINC150-format file: a few intents as skills with a handful of
+    examples each; share routed to the right skill, and share of other requests (other
+    intents, out of scope) left to the local model."""
+    from bitterbot.agent.router_eval import simulate_skills
+
+    data = read_json_file(data_path)
+    if not isinstance(data, dict):
+        raise ValidationError(f"{data_path} is not a JSON object of splits")
+    result = simulate_skills(
+        data,
+        router_encoder(cli_ctx),
+        skills=skills,
+        examples=examples,
+        rounds=rounds,
+        features=features,
+    )
+    if as_json:
+        print_json(result)
+        return
+    for key, value in result.items():
+        click.echo(f"{key:>26}: {value}")
 
 
 @router_group.command("route")

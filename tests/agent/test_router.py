@@ -15,9 +15,9 @@ from bitterbot.agent.router import (
     IntentHead,
     Router,
     SkillIntent,
-    evaluate,
     fit_head,
 )
+from bitterbot.agent.router_eval import evaluate, margin95, simulate_skills
 from bitterbot.agent.router_head import choose_threshold
 from bitterbot.protocol.errors import ModelError, ValidationError
 
@@ -248,7 +248,29 @@ def test_eval_splits_choose_nothing(tmp_path: Path) -> None:
 
 
 def test_margin_of_a_share_shrinks_with_more_cases() -> None:
-    from bitterbot.agent.router import margin95
-
     assert 0.07 < margin95(0.8, 100) < 0.085  # CLINC150 val: about +-8 points
     assert margin95(0.8, 1000) < 0.03 and margin95(1.0, 40) > 0 and margin95(0.5, 0) == 0
+
+
+def test_l2_grid_keeps_the_value_with_the_best_cross_validated_score() -> None:
+    rng = np.random.default_rng(5)
+    centers = rng.normal(size=(5, 32))
+    x = np.vstack([c + rng.normal(size=(40, 32)) * 1.5 for c in centers]).astype(np.float32)
+    labels = [f"c{i}" for i in range(5) for _ in range(40)]
+    grid = [1e-4, 1e-2, 10.0]
+    singles = [fit_head(x, labels, l2=v) for v in grid]
+    chosen = fit_head(x, labels, l2=grid)
+    assert chosen.cv is not None and chosen.cv.l2 in grid
+    scores = [h.cv.in_scope_accuracy for h in singles if h.cv is not None]
+    assert chosen.cv.in_scope_accuracy == max(scores)
+    assert np.array_equal(chosen.weights, singles[grid.index(chosen.cv.l2)].weights)
+
+
+@pytest.mark.skipif(not CLINC.exists(), reason="shared CLINC150 data not present")
+def test_skill_simulation_trains_like_the_node_and_scores_both_sides() -> None:
+    data = json.loads(CLINC.read_text())
+    small = {"train": data["train"], "val": data["val"][::4], "oos_val": data["oos_val"][:40]}
+    result = simulate_skills(small, get_encoder(), skills=4, others=6, rounds=2)
+    assert result["skill_accuracy"] > 0.8  # 6 examples per skill are enough to find it
+    assert 0.3 < result["out_of_skill_to_local_llm"] <= 1.0
+    assert result["features"] == "embedding" and result["rounds"] == 2
