@@ -134,6 +134,16 @@ def _stem(word: str) -> str:
 # word (the same runs as \w+(?:JOIN\w+)* filtered for a digit: a test checks).
 _JOIN = r"(?:[-./:]|(?<=\d),(?=\d{3}(?!\d)))"
 _RUN = re.compile(rf"\b(?:\w+{_JOIN})*?\w*\d\w*(?:{_JOIN}\w+)*")
+_TOKEN_WITH_DIGIT = re.compile(r"(?<!\S)\S*?\d\S*")  # a run never spans whitespace
+
+
+def _runs(text: str) -> list[str]:
+    """The identifier runs of ``text`` (the tokens holding a digit are scanned alone:
+    about half the time of scanning all the text)."""
+    tokens = _TOKEN_WITH_DIGIT.findall(text)
+    return _RUN.findall(" ".join(tokens)) if tokens else []
+
+
 _PARTS = re.compile(r"[-_/:,]")
 _JOINERS = re.compile(r"[-_,]")
 _DIGIT = re.compile(r"\d")
@@ -152,7 +162,7 @@ def canonical_identifier(token: str) -> str:
 
 def identifiers(text: str) -> list[str]:
     """The canonical identifiers of ``text`` (each whole run holding a digit), in order."""
-    return list(dict.fromkeys(canonical_identifier(r) for r in _RUN.findall(text)))
+    return list(dict.fromkeys(canonical_identifier(r) for r in _runs(text)))
 
 
 def without_identifiers(text: str) -> str:
@@ -164,7 +174,7 @@ def identifier_terms(text: str) -> list[str]:
     """Index terms of ``text``'s identifiers: ``#`` + each whole one, ``~`` + each part
     holding a digit of a compound one (``ST-142`` gives ``#st142`` and ``~142``)."""
     out = []
-    for run in _RUN.findall(text):
+    for run in _runs(text):
         whole, *parts = _ids(run)
         out.append(WHOLE + whole)
         out.extend(PART + p for p in parts)
@@ -661,7 +671,7 @@ class _Keyed:
             if not self.needle.search(sentence):
                 continue
             whole, parts = set(), set()
-            for run in _RUN.findall(sentence):
+            for run in _runs(sentence):
                 first, *rest = _ids(run)
                 whole.add(first)
                 parts.update(rest)
