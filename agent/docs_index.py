@@ -557,7 +557,9 @@ class DocsIndex:
         return _idf(self._current(), words)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
-        """The ``k`` best passages for ``query``: BM25 and vector rankings, fused."""
+        """The ``k`` best passages for ``query``: BM25 and vector rankings, fused; a
+        passage naming more of the query's numbers and codes comes before one naming
+        fewer, and among those the one whose sentence naming them matches best."""
         query = query.strip()[:MAX_QUERY_CHARS]
         if not query:
             raise ValidationError("empty query", hint="ask a question")
@@ -597,8 +599,8 @@ class DocsIndex:
                 if exact[row] >= floor:  # in a tier that reaches the first k: the
                     # sentence naming the number decides the order within it
                     records[row] = txn.get(CHUNKS, _cid(int(memory.ids[row])))
-            score = _Keyed(wanted, set(terms(query)))
-            keyed = {row: score(r["text"]) for row, r in records.items() if r is not None}
+            keyed_score = _Keyed(wanted, set(terms(query)))
+            keyed = {row: keyed_score(r["text"]) for row, r in records.items() if r is not None}
             order = sorted(
                 fused.items(),
                 key=lambda item: (-exact[item[0]], -keyed.get(item[0], 0.0), -item[1]),
