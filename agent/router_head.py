@@ -52,7 +52,7 @@ def train_softmax(
 
 def _softmax_minus_onehot(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
+    p: np.ndarray = np.exp(z)
     p /= p.sum(axis=1, keepdims=True)
     p[np.arange(len(y)), y] -= 1.0
     return p

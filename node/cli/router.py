@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -113,7 +113,7 @@ def router_eval(
     if as_json:
         print_json(result)
         return
-    cv = result.pop("cross_validated")
+    cv = cast(dict[str, Any], result.pop("cross_validated"))
     for key, value in result.items():
         click.echo(f"{key:>18}: {value}")
     click.echo(
