@@ -285,6 +285,7 @@ def run_facts_bench(
         sample = asked[: max(0, answers)] if backend is not None else []
 
         modes: Counter[str] = Counter()
+        model_ms: list[float] = []
 
         async def ask_model() -> int:
             right = 0
@@ -295,6 +296,7 @@ def run_facts_bench(
                     )
                     right += _right_answer(result, fact)
                     modes[result.mode] += 1
+                    model_ms.append(result.total_ms)
             finally:
                 await backend.aclose()
             return right
@@ -322,6 +324,7 @@ def run_facts_bench(
         out["model_answers"] = len(sample)
         out["model_answer_exact"] = round(model_right / len(sample), 4)
         out["model_modes"] = dict(modes)  # model: its own words; extractive: a quote
+        out["model_ask_p50_ms"] = round(statistics.median(model_ms), 1)
     return out
 
 
