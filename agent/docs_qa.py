@@ -28,10 +28,8 @@ import trio
 
 from bitterbot.agent import docs_ingest
 from bitterbot.agent.backends import Backend, GenerateOptions
-from bitterbot.agent.docs_index import (
-    DocsIndex,
-    Encoder,
-    Hit,
+from bitterbot.agent.docs_index import DocsIndex, Encoder, Hit
+from bitterbot.agent.docs_terms import (
     identifier_terms,
     identifiers,
     terms,

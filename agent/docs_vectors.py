@@ -107,7 +107,7 @@ def static_table_ready(cache_dir: Path | None) -> bool:
 def get_static_encoder(cache_dir: Path | None = None) -> StaticEncoder:
     """The process-wide static encoder; the table is built once (about a minute on two
     cores) and cached in ``cache_dir`` when one is given."""
-    from bitterbot.agent.docs_index import STOPWORDS
+    from bitterbot.agent.docs_terms import STOPWORDS
     from bitterbot.agent.encoder import get_encoder
 
     folder, key = _table_key()

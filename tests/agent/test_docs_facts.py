@@ -13,17 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitterbot.agent.docs_index import (
-    META,
-    TERMS,
-    DocsIndex,
-    canonical_identifier,
-    identifier_terms,
-    identifiers,
-    ingest,
-    terms,
-)
+from bitterbot.agent.docs_index import META, TERMS, DocsIndex, ingest
 from bitterbot.agent.docs_qa import NOT_FOUND, answer_question, grounded, holds_identifiers
+from bitterbot.agent.docs_terms import canonical_identifier, identifier_terms, identifiers, terms
 from bitterbot.agent.docs_vectors import STATIC_NAME, get_static_encoder
 from bitterbot.agent.encoder import get_encoder
 from bitterbot.agent.fake_backend import FakeBackend
