@@ -8,10 +8,15 @@ import these from the sibling module, as they import the mint fixture:
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import trio
+
+T = TypeVar("T")
 
 
 async def spawn_script(tmp_path: Path, source: str, *args: str) -> trio.Process:
@@ -35,3 +40,19 @@ async def read_line(proc: trio.Process, timeout: float = 60) -> str:
                 raise AssertionError(f"child ended early: {err.decode(errors='replace')}")
             buf += chunk
     return buf.decode().strip()
+
+
+async def sigkill_after(proc: trio.Process, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` against the child, then SIGKILL it at once: right after the last thing
+    it acknowledged. The child is reaped whatever happens."""
+    try:
+        result = await work()
+        proc.send_signal(signal.SIGKILL)
+        with trio.fail_after(10):
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return result

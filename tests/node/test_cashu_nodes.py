@@ -9,7 +9,6 @@ with SIGKILL right after acknowledging, which still settles after its restart.
 from __future__ import annotations
 
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import trio
 from cashu_mint_fixture import cashu_mint  # noqa: F401  (fixture)
-from child_script import read_line, spawn_script
+from child_script import read_line, sigkill_after, spawn_script
 from test_market_cli import SHARED, calculator_named, cli, start_developer_and_user
 
 from bitterbot.node.home import Home
@@ -224,17 +223,12 @@ async def test_a_payee_killed_after_acknowledging_settles_after_restart(
     buyer, _ = cashu_pair
     seller_home = tmp_path / "child-seller"
     proc = await spawn_script(tmp_path, CHILD, str(seller_home), cashu_mint.url, "serve", "-")
-    try:
+
+    async def pay_twenty() -> list[Any]:
         peer = await buyer.p2p.connect(await read_line(proc))
-        acked = [await buyer.pay(peer, 5) for _ in range(20)]
-        proc.send_signal(signal.SIGKILL)  # right after the 20th acknowledgement
-        with trio.fail_after(10):
-            await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+        return [await buyer.pay(peer, 5) for _ in range(20)]
+
+    acked = await sigkill_after(proc, pay_twenty)  # killed right after the 20th acknowledgement
     store = Store(Home(seller_home).db_path)
     open_databases(store, (CHANNELS,))
     with store.read() as txn:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import trio
-from child_script import read_line, spawn_script
+from child_script import read_line, sigkill_after, spawn_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -280,18 +280,12 @@ async def test_payee_killed_right_after_acknowledging_keeps_the_voucher(
     proc = await spawn_script(
         tmp_path, CHILD, str(seller_home), str(tmp_path / "ledger"), "seller", "-"
     )
-    try:
-        addr = await read_line(proc)
-        peer = await buyer.p2p.connect(addr)
-        acked = [await buyer.pay(peer, 5) for _ in range(20)]
-        proc.send_signal(signal.SIGKILL)  # right after the 20th acknowledgement
-        with trio.fail_after(10):
-            await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+
+    async def pay_twenty() -> list[Any]:
+        peer = await buyer.p2p.connect(await read_line(proc))
+        return [await buyer.pay(peer, 5) for _ in range(20)]
+
+    acked = await sigkill_after(proc, pay_twenty)  # killed right after the 20th acknowledgement
     store = _open_store(Home(seller_home).db_path)
     with store.read() as txn:
         rec = txn.get(CHANNELS, acked[-1].channel)
