@@ -149,21 +149,11 @@ async def bench_cashu(
     for p in payers:
         opens.append(await p.open(payee, max(10_000, per_channel * STEP), 600_000))
     jobs = [(p.peer, p.sign(per_channel)) for p in payers]
-    refused = 0
-
-    async def send(peer: str, reqs: list[dict[str, Any]]) -> None:
-        nonlocal refused
-        for req in reqs:
-            reply = await payee.handle_request(peer, req)
-            refused += not reply["ok"]
+    from bitterbot.node.bench.pay import send_all
 
     async with trio.open_nursery() as nursery:
         await nursery.start(payee.committer.run)
-        started = time.perf_counter()
-        async with trio.open_nursery() as senders:
-            for peer, reqs in jobs:
-                senders.start_soon(send, peer, reqs)
-        elapsed = time.perf_counter() - started
+        refused, elapsed = await send_all(payee, jobs)
         nursery.cancel_scope.cancel()
     total = channels * per_channel
     settles = []
