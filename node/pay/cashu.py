@@ -34,6 +34,7 @@ from bitterbot.node.pay.cashu_wallet import (
     MintClient,
     MintRefusedError,
     ProofsSpentError,
+    load_cdk,
     random_scalar,
 )
 from bitterbot.node.store import Store, Txn
@@ -565,7 +566,7 @@ def deposit_cid(rec: dict[str, Any]) -> bytes:
 
 
 def _cdk_proof(deposit: rules.Deposit, index: int, sigs: list[bytes]) -> Any:
-    import cdk
+    cdk = load_cdk()
 
     p = deposit.proofs[index]
     return cdk.Proof(

@@ -65,6 +65,23 @@ class MintBusyError(MintRefusedError):
 BUSY_RETRY_S = (0.5, 1.0, 2.0, 4.0)
 
 
+def load_cdk() -> Any:
+    """cdk-python, or an error that says how to supply its generated bindings."""
+    try:
+        import cdk
+    except ImportError as exc:
+        raise SettlementError(
+            f"the Cashu wallet library cdk-python cannot be loaded: {exc}",
+            hint=(
+                "install it with the project (make install), or: pip install "
+                "'cdk-python==0.14.2rc5' && python deploy/cashu/supply_cdk_py.py "
+                "(its Linux wheel lacks cdk/cdk.py)"
+            ),
+            code="cashu_wallet_missing",
+        ) from exc
+    return cdk
+
+
 def translate(exc: BaseException, mint: str) -> SettlementError:
     """A cdk or httpx error as ours."""
     text = str(exc)
@@ -100,7 +117,7 @@ class CashuWallet:
 
     def mnemonic(self) -> str:
         """The wallet's mnemonic, created on first use (HOME/cashu/mnemonic, mode 0600)."""
-        import cdk
+        cdk = load_cdk()
 
         path = self.folder / MNEMONIC_FILE
         if not path.exists():
@@ -109,7 +126,7 @@ class CashuWallet:
         return path.read_text().strip()
 
     def _open(self) -> Any:
-        import cdk
+        cdk = load_cdk()
 
         if self._wallet is None:
             mnemonic = self.mnemonic()
@@ -125,7 +142,7 @@ class CashuWallet:
 
     def call_sync(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``fn(wallet)`` to completion on a fresh asyncio loop (a worker thread's)."""
-        import cdk
+        cdk = load_cdk()
 
         wallet = self._open()
         for pause in (*BUSY_RETRY_S, None):
@@ -154,7 +171,7 @@ class CashuWallet:
 
     async def mint(self, amount: int, wait_s: float) -> dict[str, Any]:
         """Ask for a Lightning invoice of ``amount`` sat, wait until it is paid, mint."""
-        import cdk
+        cdk = load_cdk()
 
         async def quote(w: Any) -> Any:
             return await w.mint_quote(cdk.Amount(value=amount), None)
@@ -179,7 +196,7 @@ class CashuWallet:
 
     async def send(self, amount: int, lock_to: bytes | None = None) -> str:
         """A token of exactly ``amount`` sat, optionally P2PK-locked to ``lock_to``."""
-        import cdk
+        cdk = load_cdk()
 
         conditions = None
         if lock_to is not None:
@@ -203,7 +220,7 @@ class CashuWallet:
 
     async def take_exact(self, amount: int) -> list[Any]:
         """Unlocked proofs of exactly ``amount`` out of the wallet (a deposit's inputs)."""
-        import cdk
+        cdk = load_cdk()
 
         return list(cdk.Token.decode(await self.send(amount)).proofs_simple())
 
@@ -211,7 +228,7 @@ class CashuWallet:
         """Receive a token: plain ecash, or P2PK-locked to one of ``keys`` (hex secret keys)
         alone. Lock conditions are checked *before* the mint is asked: a failed receive
         would leave the foreign proofs counted in cdk's balance."""
-        import cdk
+        cdk = load_cdk()
 
         try:
             decoded = cdk.Token.decode(token.strip())
@@ -243,7 +260,7 @@ class CashuWallet:
 
     def receive_proofs_sync(self, proofs: list[Any]) -> int:
         """Swap fully signed proofs into the wallet (runs under the wallet's lock)."""
-        import cdk
+        cdk = load_cdk()
 
         options = cdk.ReceiveOptions(
             amount_split_target=cdk.SplitTarget.NONE(),
@@ -266,7 +283,7 @@ class CashuWallet:
 
     def _forget_sync(self, proofs: list[Any]) -> None:
         """Drop proofs a failed receive left in cdk's database (they are not ours)."""
-        import cdk
+        cdk = load_cdk()
 
         ys = [cdk.proof_y(p) for p in proofs]
 

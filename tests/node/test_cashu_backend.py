@@ -193,3 +193,16 @@ async def test_a_mint_that_is_down_gives_typed_errors_and_loses_nothing(tmp_path
     with LocalMint(tmp_path / "mint", port=mint.port):  # back up, same database
         assert await payee.settle(voucher, _now()) == 64
         assert await payer.balance(b"") == 2_000
+
+
+def test_a_missing_cdk_binding_says_how_to_supply_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bitterbot.node.pay.cashu_wallet import load_cdk
+    from bitterbot.protocol.settlement import SettlementError
+
+    monkeypatch.setitem(sys.modules, "cdk", None)  # as if cdk/cdk.py were absent
+    with pytest.raises(SettlementError) as err:
+        load_cdk()
+    assert err.value.code == "cashu_wallet_missing"
+    assert err.value.hint is not None and "supply_cdk_py.py" in err.value.hint
