@@ -232,6 +232,15 @@ def _quantize(model_bytes: bytes, workdir: Path) -> bytes:
     return dst.read_bytes()
 
 
+def _drop_stale(cache_dir: Path, folder: Path) -> None:
+    """Delete graphs an older builder or older weights left (90 MB each): only the fp32 and
+    the int8 graph of the current key are ever read."""
+    current = {f"minilm-l6-{_cache_key(folder, q)}.onnx" for q in (False, True)}
+    for path in cache_dir.glob("minilm-l6-*.onnx"):
+        if path.name not in current:
+            path.unlink(missing_ok=True)
+
+
 def build_model_bytes(folder: Path, quantized: bool, cache_dir: Path | None) -> bytes:
     """Serialized ONNX model, from ``cache_dir`` when built before."""
     cached = None
@@ -249,6 +258,7 @@ def build_model_bytes(folder: Path, quantized: bool, cache_dir: Path | None) -> 
             tmp_path = cached.with_name(cached.name + f".{os.getpid()}.tmp")
             tmp_path.write_bytes(data)
             os.replace(tmp_path, cached)
+            _drop_stale(cached.parent, folder)
         except OSError as exc:
             raise ModelError(
                 f"cannot write the encoder cache {cached}: {exc.strerror or exc}",

@@ -132,7 +132,13 @@ def test_no_torch_needed(encoder: Encoder) -> None:
 
 
 def test_built_graph_is_cached_under_cache_dir_and_reused(tmp_path: Path) -> None:
+    (tmp_path / "cache").mkdir()
+    stale = tmp_path / "cache" / "minilm-l6-0123456789abcdef.onnx"  # an older builder's graph
+    stale.write_bytes(b"old graph")
+    keep = tmp_path / "cache" / "notes.txt"
+    keep.write_text("not ours")
     first = Encoder(tmp_path / "cache")
+    assert not stale.exists() and keep.exists()
     files = list((tmp_path / "cache").glob("*.onnx"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
