@@ -27,6 +27,9 @@ VALUE_QUERY_TIMEOUT_S = 5.0
 PROVIDERS_DB = "dht.providers"  # len(key) + key + provider peer ID -> {"addrs", "ts" (ms)}
 PROVIDER_TTL_S = 48 * 3600  # py-libp2p's provider record expiry
 PROVIDER_FLUSH_S = 1.0  # records received are written this often (one transaction)
+#: expired rows are deleted this often while the node runs (and once at start): a node up
+#: for months would otherwise keep every (key, provider) pair nobody announces any more
+PROVIDER_PRUNE_S = 3600.0
 
 FAST_LOOKUP_PEERS = 8  # closest known peers asked at once before a full lookup
 FAST_LOOKUP_GRACE_S = 0.2  # after the first provider answers, wait this long for more
@@ -54,26 +57,14 @@ class DhtMixin:
 
         self._provider_queue: list[tuple[bytes, dict[str, Any]]] = []
         providers = self._dht.provider_store
-        now = time.time()
-        stale: list[bytes] = []
+        prune_provider_rows(store, time.time())
         with store.read() as txn:
             rows = [(bytes(k), v) for k, v in txn.items(PROVIDERS_DB)]
         for db_key, value in rows:
-            try:
-                key = db_key[1 : 1 + db_key[0]]
-                peer = ID(db_key[1 + db_key[0] :])
-                ts = float(value["ts"]) / 1000
-                addrs = [parse_multiaddr(a) for a in value["addrs"]]
-            except (BitterbotError, KeyError, TypeError, ValueError, IndexError):
-                stale.append(db_key)  # unreadable: drop it, the provider announces again
-                continue
-            if now - ts >= PROVIDER_TTL_S:
-                stale.append(db_key)
-                continue
+            key, peer_bytes, ts, addrs = _provider_row(db_key, value)
+            peer = ID(peer_bytes)
             record = ProviderRecord(provider_info=PeerInfo(peer, addrs), timestamp=ts)
             providers.providers.setdefault(key, {})[str(peer)] = record
-        if stale:
-            store.transact(lambda txn: [txn.delete(PROVIDERS_DB, k) for k in stale])
         original = providers.add_provider
 
         def add_provider(key: bytes, provider: Any) -> None:
@@ -88,11 +79,18 @@ class DhtMixin:
     async def _flush_provider_records(self, store: Any) -> None:
         """Write queued provider records every PROVIDER_FLUSH_S (and once more when
         cancelled): a node killed meanwhile loses at most that much, which the providers'
-        next announcement restores."""
+        next announcement restores. Every PROVIDER_PRUNE_S, delete expired rows."""
+        pruned_at = trio.current_time()
         try:
             while True:
                 await trio.sleep(PROVIDER_FLUSH_S)
                 await self._write_provider_records(store)
+                if trio.current_time() - pruned_at >= PROVIDER_PRUNE_S:
+                    pruned_at = trio.current_time()
+                    try:
+                        await trio.to_thread.run_sync(prune_provider_rows, store, time.time())
+                    except BitterbotError as exc:  # retried at the next round
+                        logger.warning("could not prune provider records: %s", exc)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await self._write_provider_records(store)
@@ -309,6 +307,42 @@ class DhtMixin:
         finally:
             if self.observer is not None:
                 self.observer(op, time.perf_counter() - started, ok)
+
+
+def _provider_row(db_key: bytes, value: Any) -> tuple[bytes, bytes, float, list[Any]]:
+    """(key, provider peer ID bytes, timestamp in s, addresses) of a ``dht.providers`` row;
+    ValidationError when it cannot be read."""
+    try:
+        from libp2p.peer.id import ID
+
+        key = db_key[1 : 1 + db_key[0]]
+        peer = db_key[1 + db_key[0] :]
+        ID(peer)
+        ts = float(value["ts"]) / 1000
+        addrs = [parse_multiaddr(a) for a in value["addrs"]]
+    except (BitterbotError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValidationError(f"unreadable provider row: {exc}") from exc
+    if not key or not peer:
+        raise ValidationError("unreadable provider row: empty key or peer")
+    return key, peer, ts, addrs
+
+
+def prune_provider_rows(store: Any, now: float) -> int:
+    """Delete ``dht.providers`` rows older than PROVIDER_TTL_S, or unreadable (their
+    providers announce again); returns how many."""
+    stale: list[bytes] = []
+    with store.read() as txn:
+        for db_key, value in txn.items(PROVIDERS_DB):
+            try:
+                _key, _peer, ts, _addrs = _provider_row(bytes(db_key), value)
+            except ValidationError:
+                stale.append(bytes(db_key))
+                continue
+            if now - ts >= PROVIDER_TTL_S:
+                stale.append(bytes(db_key))
+    if stale:
+        store.transact(lambda txn: [txn.delete(PROVIDERS_DB, k) for k in stale])
+    return len(stale)
 
 
 def check_key(key: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import trio
 from hypothesis import given, settings
@@ -397,3 +398,32 @@ async def test_provider_records_held_for_others_survive_a_restart(p2p_factory, w
     assert again.has_local_providers(key)  # before the provider announces anything again
     (record,) = again._dht.provider_store.get_providers(key)
     assert record.peer_id.to_base58() == provider.peer_id
+
+
+async def test_expired_provider_rows_are_pruned_while_the_node_runs(
+    p2p_factory, wait_until, monkeypatch
+):
+    from libp2p.peer.id import ID
+
+    from bitterbot.node.p2p import dht
+
+    monkeypatch.setattr(dht, "PROVIDER_PRUNE_S", 0.5)
+    holder = await p2p_factory("holder")
+    other = await p2p_factory("other")
+    peer = ID.from_base58(other.peer_id).to_bytes()
+    now_ms = int(time.time() * 1000)
+    rows = {
+        b"\x04old!" + peer: {"addrs": [], "ts": now_ms - int(dht.PROVIDER_TTL_S * 1000) - 1},
+        b"\x04new!" + peer: {"addrs": [], "ts": now_ms},
+        b"\x09garbled": {"ts": "yesterday"},
+    }
+    store = holder._store
+    store.transact(lambda txn: [txn.put(dht.PROVIDERS_DB, k, v) for k, v in rows.items()])
+
+    def keys() -> set[bytes]:
+        with store.read() as txn:
+            return {bytes(k) for k, _ in txn.items(dht.PROVIDERS_DB)}
+
+    await wait_until(lambda: keys() == {b"\x04new!" + peer}, timeout=10)
+    assert dht.prune_provider_rows(store, time.time()) == 0  # nothing left to prune
+    assert dht.prune_provider_rows(store, time.time() + dht.PROVIDER_TTL_S) == 1
