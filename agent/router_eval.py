@@ -28,6 +28,8 @@ from bitterbot.protocol.errors import ValidationError
 
 #: regularization strengths :func:`evaluate` cross-validates (the best CV wins)
 L2_GRID = (1e-3, 3e-3, 1e-2)
+#: CLINC150's development splits: :func:`evaluate` trains on those it does not score
+DEVELOPMENT_SPLITS = ("train", "oos_train", "val", "oos_val")
 
 Splits = dict[str, list[list[str]]]
 
@@ -53,8 +55,7 @@ def evaluate(
     data: Splits,
     encoder: TextEncoder,
     *,
-    train_split: str = "train",
-    oos_train_split: str | None = "oos_train",
+    train_splits: Sequence[str] | None = None,
     eval_split: str = "val",
     oos_split: str | None = "oos_val",
     oos_label: str = "oos",
@@ -67,7 +68,12 @@ def evaluate(
     time (timed). The eval splits are never used for any choice: the threshold and the
     regularization (best of ``l2``) are chosen by cross-validation. ``features``: ``layers``
     (:meth:`Encoder.encode_layers`) or ``embedding`` (:meth:`Encoder.encode`, as
-    :class:`Router` uses for installed skills)."""
+    :class:`Router` uses for installed skills).
+
+    ``train_splits`` defaults to every development split in ``data`` that is not scored:
+    ``train`` + ``oos_train`` when scoring ``val``, and ``val`` + ``oos_val`` as well when
+    scoring ``test``. CLINC150 keeps ``val`` apart to choose settings on; this router
+    chooses everything by cross-validation, so validation data is training data."""
     if features not in FEATURES:
         raise ValidationError(f"features must be one of {FEATURES}, not {features!r}")
     embed = encoder.encode_layers if features == "layers" else encoder.encode
@@ -75,7 +81,14 @@ def evaluate(
     def split(name: str | None) -> list[list[str]]:
         return _split(data, name)
 
-    train = split(train_split) + split(oos_train_split)
+    if train_splits is None:
+        train_splits = [
+            s for s in DEVELOPMENT_SPLITS if s in data and s not in (eval_split, oos_split)
+        ]
+    both = sorted({eval_split, oos_split or eval_split} & set(train_splits))
+    if both:
+        raise ValidationError(f"split {both} is both trained on and scored")
+    train = [row for name in train_splits for row in split(name)]
     if not train:
         raise ValidationError("the training splits are empty")
     cases = split(eval_split) + split(oos_split)
@@ -119,6 +132,7 @@ def evaluate(
         "n_eval": len(cases),
         "n_oos_eval": n_oos,
         "n_train": len(train),
+        "train_splits": list(train_splits),
         "threshold": round(head.threshold, 4),
         "features": features,
     }

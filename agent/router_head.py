@@ -6,7 +6,13 @@ Adam for CLINC150-sized data) over standardized encoder features, with one class
 intent plus, optionally, a background class (``oos`` on CLINC150, ``local-llm`` in the
 node).
 
-Out of scope: energy = log-sum-exp of the logits. The threshold comes from K-fold
+Out of scope: a score that mixes two views, each standardized on the training data:
+the energy (log-sum-exp of the logits: how strongly the head fires) and the Mahalanobis
+distance to the nearest class mean (a shared covariance on the top principal components:
+how far the request lies from every class's examples). On CLINC150 validation, at 85% OOS
+recall, energy alone keeps 96.0% of in-scope queries right, distance alone 95.6%, the
+mix 96.5%; at 90% recall 94.2%, 94.8% and 96.3% (AUROC energy 0.93, distance 0.98). The
+threshold on that score comes from K-fold
 cross-validation over the training data only: every training example gets a score from a
 head that did not see it (out of fold). The threshold is the highest one that costs at most
 ``max_inscope_loss`` of out-of-fold in-scope accuracy (rejecting an example that was wrong
@@ -23,6 +29,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -110,11 +117,93 @@ def _adam(
     return params[0], params[1]
 
 
+def combined_score(
+    energies: np.ndarray,
+    distances: np.ndarray | None,
+    norm: tuple[float, float, float, float],
+    mix: float,
+) -> np.ndarray:
+    """The out-of-scope score: standardized energy, minus the standardized distance."""
+    if distances is None:
+        return energies
+    e_centre, e_spread, d_centre, d_spread = norm
+    e = (energies - e_centre) / e_spread
+    out: np.ndarray = (1.0 - mix) * e - mix * (distances - d_centre) / d_spread
+    return out
+
+
 def energy(logits: np.ndarray) -> np.ndarray:
     """log-sum-exp of the logits: high for inputs like the training data."""
     m = logits.max(axis=1)
     out: np.ndarray = m + np.log(np.exp(logits - m[:, None]).sum(axis=1))
     return out
+
+
+#: principal components the distance uses at most (CLINC150: 256 of 2,304 features)
+DISTANCE_COMPONENTS = 256
+#: covariance shrinkage toward its mean eigenvalue (few examples per class need it)
+DISTANCE_SHRINK = 0.1
+#: weight of the distance in the out-of-scope score (the energy has the rest)
+DISTANCE_WEIGHT = 0.5
+#: rows the principal components are computed from at most (enough for 256 components)
+_PCA_ROWS = 4096
+
+
+@dataclass
+class Distance:
+    """Squared Mahalanobis distance to the nearest class mean: the features are projected
+    on their top principal components and whitened by the shared within-class covariance,
+    so the distance is Euclidean there."""
+
+    offset: np.ndarray  # (dim,)
+    whiten: np.ndarray  # (dim, k)
+    centers: np.ndarray  # (classes without the background, k)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        z = (x - self.offset) @ self.whiten
+        sq = (z * z).sum(axis=1)[:, None] - 2.0 * z @ self.centers.T
+        sq += (self.centers * self.centers).sum(axis=1)[None, :]
+        out: np.ndarray = np.maximum(sq.min(axis=1), 0.0)
+        return out
+
+
+def fit_distance(
+    x: np.ndarray,
+    y: np.ndarray,
+    background: int = -1,
+    *,
+    components: int = DISTANCE_COMPONENTS,
+    shrink: float = DISTANCE_SHRINK,
+    seed: int = 0,
+) -> Distance:
+    """Class means and shared covariance of the non-background rows of ``x``. The background
+    class (general requests, CLINC's ``oos``) is left out: it has no centre, its examples
+    are anything else."""
+    keep = y != background
+    rows, labels = x[keep].astype(np.float64), y[keep]
+    classes, index = np.unique(labels, return_inverse=True)
+    offset = rows.mean(axis=0)
+    centred = rows - offset
+    sample = centred
+    if len(sample) > _PCA_ROWS:
+        sample = centred[np.random.default_rng(seed).choice(len(centred), _PCA_ROWS, False)]
+    k = max(1, min(components, len(rows) - len(classes), x.shape[1]))
+    _, _, vt = np.linalg.svd(sample, full_matrices=False)
+    basis = vt[:k].T
+    projected = centred @ basis
+    means = np.zeros((len(classes), k))
+    np.add.at(means, index, projected)
+    means /= np.bincount(index, minlength=len(classes))[:, None]
+    resid = projected - means[index]
+    cov = resid.T @ resid / max(1, len(resid))
+    cov += shrink * max(float(np.trace(cov)) / k, 1e-12) * np.eye(k)
+    values, vectors = np.linalg.eigh(cov)
+    whiten = vectors / np.sqrt(np.maximum(values, 1e-12))
+    return Distance(
+        offset.astype(np.float32),
+        (basis @ whiten).astype(np.float32),
+        (means @ whiten).astype(np.float32),
+    )
 
 
 def choose_threshold(correct: np.ndarray, scores: np.ndarray, max_loss: float) -> float:
@@ -153,19 +242,31 @@ class IntentHead:
     bias: np.ndarray
     mean: np.ndarray
     scale: np.ndarray
-    threshold: float  # energy below this: out of scope
+    threshold: float  # out-of-scope score below this: out of scope
     background: str | None  # the label meaning "no skill" (oos / local-llm), if trained
     fingerprint: str = ""  # what it was trained on (Router.fingerprint)
     cv: CrossValidated | None = None
+    distance: Distance | None = None  # None: the score is the energy alone
+    #: how the score standardizes energy and distance: (energy centre, energy spread,
+    #: distance centre, distance spread), from out-of-fold in-scope training examples
+    norm: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 1.0)
+    mix: float = DISTANCE_WEIGHT
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         out: np.ndarray = ((x - self.mean) / self.scale) @ self.weights + self.bias
         return out
 
+    def score(self, x: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
+        """Out-of-scope score per row: high means like the training examples."""
+        z = self.logits(x) if logits is None else logits
+        return combined_score(
+            energy(z), None if self.distance is None else self.distance(x), self.norm, self.mix
+        )
+
     def predict(self, x: np.ndarray) -> tuple[list[str | None], np.ndarray]:
-        """Label per row, or None when out of scope; and the energy scores."""
+        """Label per row, or None when out of scope; and the out-of-scope scores."""
         z = self.logits(x)
-        scores = energy(z)
+        scores = self.score(x, z)
         best = z.argmax(axis=1)
         out: list[str | None] = []
         for i, score in zip(best, scores, strict=True):
@@ -175,22 +276,31 @@ class IntentHead:
 
     @property
     def nbytes(self) -> int:
-        return int(self.weights.nbytes + self.bias.nbytes + self.mean.nbytes + self.scale.nbytes)
+        arrays = [self.weights, self.bias, self.mean, self.scale]
+        if self.distance is not None:
+            arrays += [self.distance.offset, self.distance.whiten, self.distance.centers]
+        return int(sum(a.nbytes for a in arrays))
 
     def save(self, path: Path) -> None:
+        arrays: dict[str, Any] = {  # Any: numpy's stub types the keywords as allow_pickle
+            "labels": np.array(self.labels),
+            "weights": self.weights,
+            "bias": self.bias,
+            "mean": self.mean,
+            "scale": self.scale,
+            "threshold": np.array(self.threshold),
+            "background": np.array(self.background or ""),
+            "fingerprint": np.array(self.fingerprint),
+            "cv": np.array(json.dumps(asdict(self.cv)) if self.cv else ""),
+            "norm": np.array(self.norm),
+            "mix": np.array(self.mix),
+        }
+        if self.distance is not None:
+            arrays["distance_offset"] = self.distance.offset
+            arrays["distance_whiten"] = self.distance.whiten
+            arrays["distance_centers"] = self.distance.centers
         buf = io.BytesIO()
-        np.savez(
-            buf,
-            labels=np.array(self.labels),
-            weights=self.weights,
-            bias=self.bias,
-            mean=self.mean,
-            scale=self.scale,
-            threshold=np.array(self.threshold),
-            background=np.array(self.background or ""),
-            fingerprint=np.array(self.fingerprint),
-            cv=np.array(json.dumps(asdict(self.cv)) if self.cv else ""),
-        )
+        np.savez(buf, **arrays)
         tmp = Path(path).with_name(Path(path).name + ".tmp")
         tmp.write_bytes(buf.getvalue())
         tmp.replace(path)
@@ -201,6 +311,14 @@ class IntentHead:
             with np.load(path, allow_pickle=False) as data:
                 background = str(data["background"])
                 cv = str(data["cv"]) if "cv" in data else ""
+                distance = None
+                if "distance_whiten" in data:  # heads saved before 0.6 score by energy alone
+                    distance = Distance(
+                        data["distance_offset"].astype(np.float32),
+                        data["distance_whiten"].astype(np.float32),
+                        data["distance_centers"].astype(np.float32),
+                    )
+                norm = tuple(float(v) for v in data["norm"]) if "norm" in data else None
                 return cls(
                     labels=[str(s) for s in data["labels"]],
                     weights=data["weights"].astype(np.float32),
@@ -211,6 +329,9 @@ class IntentHead:
                     background=background or None,
                     fingerprint=str(data["fingerprint"]) if "fingerprint" in data else "",
                     cv=CrossValidated(**json.loads(cv)) if cv else None,
+                    distance=distance,
+                    norm=cast(tuple[float, float, float, float], norm or (0.0, 1.0, 0.0, 1.0)),
+                    mix=float(data["mix"]) if "mix" in data else DISTANCE_WEIGHT,
                 )
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise ModelError(
@@ -241,6 +362,7 @@ def fit_head(
     iters: int = 500,
     epochs: int = 20,
     seed: int = 0,
+    mix: float = DISTANCE_WEIGHT,
 ) -> IntentHead:
     """Train the head; the threshold and ``head.cv`` come from ``folds``-fold out-of-fold
     predictions on ``x`` (nothing else is looked at). Several ``l2`` values: each is
@@ -253,7 +375,7 @@ def fit_head(
     with _one_blas_thread():
         for value in grid:
             head = _fit_head(
-                x, labels, background, max_inscope_loss, folds, (value, iters, epochs), seed
+                x, labels, background, max_inscope_loss, folds, (value, iters, epochs), seed, mix
             )
             if best is None or _cv_objective(head) > _cv_objective(best):
                 best = head
@@ -276,6 +398,7 @@ def _fit_head(
     folds: int,
     training: tuple[float, int, int],
     seed: int,
+    mix: float,
 ) -> IntentHead:
     names = sorted(set(labels))
     if len(names) < 2:
@@ -296,15 +419,29 @@ def _fit_head(
 
     # out of fold: every example scored by a head trained on the other folds
     oof = np.zeros((len(y), len(names)), np.float32)
+    oof_distance = np.zeros(len(y), np.float32)
     order = np.random.default_rng(seed).permutation(len(y))
+    inscope = y != bg
+    # a distance needs a few examples per class beyond their means, in every fold
+    spare = int(inscope.sum()) * (folds - 1) // folds - len(set(y[inscope].tolist()))
+    use_distance = mix > 0 and spare >= 2
     for k in range(folds):
         held = order[k::folds]
         keep = np.ones(len(y), bool)
         keep[held] = False
         mean, scale, w, b = standardized_fit(np.flatnonzero(keep))
         oof[held] = ((x[held] - mean) / scale) @ w + b
-    scores, best = energy(oof), oof.argmax(axis=1)
-    inscope = y != bg
+        if use_distance:
+            oof_distance[held] = fit_distance(x[keep], y[keep], bg, seed=seed)(x[held])
+    energies = energy(oof)
+    norm = (
+        float(np.median(energies[inscope])),
+        float(energies[inscope].std()) + 1e-6,
+        float(np.median(oof_distance[inscope])),
+        float(oof_distance[inscope].std()) + 1e-6,
+    )
+    distances = oof_distance if use_distance else None
+    scores, best = combined_score(energies, distances, norm, mix), oof.argmax(axis=1)
     correct = (best == y) & inscope
     threshold = choose_threshold(correct[inscope], scores[inscope], max_inscope_loss)
     rejected = (best == bg) | (scores < threshold)
@@ -327,4 +464,7 @@ def _fit_head(
         threshold,
         background,
         cv=cv,
+        distance=fit_distance(x, y, bg, seed=seed) if use_distance else None,
+        norm=norm,
+        mix=mix,
     )

@@ -66,8 +66,13 @@ def router_group() -> None:
 @router_group.command("eval")
 @home_option
 @click.option("--data", "data_path", type=click.Path(path_type=Path, exists=True), required=True)
-@click.option("--train-split", default="train", show_default=True)
-@click.option("--oos-train-split", default="oos_train", show_default=True)
+@click.option(
+    "--train-split",
+    "train_splits",
+    multiple=True,
+    help="split to train on (repeat for several); default: every development split "
+    "(train, oos_train, val, oos_val) in the file that is not scored",
+)
 @click.option("--eval-split", default="val", show_default=True)
 @click.option("--oos-split", default="oos_val", show_default=True)
 @click.option(
@@ -84,8 +89,7 @@ def router_group() -> None:
 def router_eval(
     cli_ctx: CliContext,
     data_path: Path,
-    train_split: str,
-    oos_train_split: str,
+    train_splits: tuple[str, ...],
     eval_split: str,
     oos_split: str,
     features: str,
@@ -104,8 +108,7 @@ def router_eval(
     result = evaluate(
         data,
         router_encoder(cli_ctx, int8),
-        train_split=train_split,
-        oos_train_split=oos_train_split or None,
+        train_splits=list(train_splits) or None,
         eval_split=eval_split,
         oos_split=oos_split or None,
         features=features,

@@ -18,7 +18,7 @@ from bitterbot.agent.router import (
     fit_head,
 )
 from bitterbot.agent.router_eval import evaluate, margin95, simulate_skills
-from bitterbot.agent.router_head import choose_threshold
+from bitterbot.agent.router_head import choose_threshold, fit_distance
 from bitterbot.protocol.errors import ModelError, ValidationError
 
 # shared/ sits beside the repository (here and in CI)
@@ -199,6 +199,43 @@ def test_set_skills_reuses_a_cached_head_only_for_the_same_skills(tmp_path: Path
     assert IntentHead.load(cache).fingerprint == third.fingerprint()
 
 
+def test_distance_is_mahalanobis_to_the_nearest_class_mean() -> None:
+    rng = np.random.default_rng(7)
+    # two classes stretched along axis 0, thin along axis 1; a background class anywhere
+    spread = np.array([3.0, 0.1, 1.0, 1.0])
+    a = rng.normal(size=(300, 4)) * spread + [0, 0, 5, 0]
+    b = rng.normal(size=(300, 4)) * spread + [0, 0, -5, 0]
+    bg = rng.normal(size=(50, 4)) * 10
+    x = np.vstack([a, b, bg]).astype(np.float32)
+    y = np.array([0] * 300 + [1] * 300 + [2] * 50)
+    dist = fit_distance(x, y, background=2, shrink=0.0)
+    at_means = dist(np.array([[0, 0, 5, 0], [0, 0, -5, 0]], np.float32))
+    assert np.all(at_means < 0.1)
+    # three spreads out along the long axis is as near as 0.3 along the thin one
+    long, thin = dist(np.array([[9, 0, 5, 0], [0, 0.3, 5, 0]], np.float32))
+    assert 6 < long < 12 and 6 < thin < 12
+    assert dist(np.array([[0, 1.5, 5, 0]], np.float32))[0] > 5 * long
+
+
+def test_distance_rejects_what_lies_beyond_the_classes_where_energy_alone_does_not() -> None:
+    rng = np.random.default_rng(11)
+    centers = np.eye(8, dtype=np.float32)[:4] * 4
+    x = np.vstack([c + rng.normal(size=(60, 8)) * 0.5 for c in centers]).astype(np.float32)
+    general = rng.normal(size=(60, 8)).astype(np.float32) * 0.5  # background near the origin
+    x = np.vstack([x, general])
+    labels = [f"c{i}" for i in range(4) for _ in range(60)] + ["bg"] * 60
+    # far out along class 0's direction: softmax grows more certain, the distance grows too
+    beyond = (centers[0] * 4 + rng.normal(size=(20, 8)) * 0.5).astype(np.float32)
+    by_energy = fit_head(x, labels, background="bg", mix=0.0)
+    mixed = fit_head(x, labels, background="bg")
+    assert by_energy.distance is None
+    assert mixed.distance is not None
+    assert sum(p == "c0" for p in by_energy.predict(beyond)[0]) >= 18
+    assert sum(p is None for p in mixed.predict(beyond)[0]) >= 18
+    inside = (centers[1] + rng.normal(size=(40, 8)) * 0.5).astype(np.float32)
+    assert sum(p == "c1" for p in mixed.predict(inside)[0]) >= 36  # the classes still route
+
+
 def test_threshold_loses_at_most_the_allowed_accuracy_and_rejects_wrong_ones_for_free() -> None:
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     correct = np.array([False, False, True, False, True, True, True, True, True, True])
@@ -245,6 +282,37 @@ def test_eval_splits_choose_nothing(tmp_path: Path) -> None:
     assert isinstance(cv, dict) and cv["n_oos"] == 30 and cv["n_in_scope"] == 300
     assert cv["in_scope_accuracy"] > 0.9 and 0 < cv["oos_recall_margin"] < 0.4
     assert first["n_oos_eval"] == 40 and 0 < first["oos_recall_margin"] <= 0.16
+
+
+@pytest.mark.skipif(not CLINC.exists(), reason="shared CLINC150 data not present")
+def test_scoring_test_trains_on_validation_too_and_never_on_what_it_scores() -> None:
+    data = json.loads(CLINC.read_text())
+    intents = sorted({y for _, y in data["train"]})[60:64]
+    val = [r for r in data["val"] if r[1] in intents]
+    subset = {
+        "train": [r for r in data["train"] if r[1] in intents][::4],
+        "val": val[::2],
+        "test": val[1::2],  # stands in for CLINC150's held-out test split
+        "oos_train": data["oos_train"][:20],
+        "oos_val": data["oos_val"][:20],
+        "oos_test": data["oos_val"][20:40],
+    }
+    on_val = evaluate(subset, get_encoder())
+    assert on_val["train_splits"] == ["train", "oos_train"]
+    on_test = evaluate(subset, get_encoder(), eval_split="test", oos_split="oos_test")
+    assert on_test["train_splits"] == ["train", "oos_train", "val", "oos_val"]
+    assert on_test["n_train"] == sum(len(subset[s]) for s in on_test["train_splits"])
+    assert on_test["n_eval"] == len(subset["test"]) + 20
+    only_train = evaluate(
+        subset,
+        get_encoder(),
+        train_splits=["train", "oos_train"],
+        eval_split="test",
+        oos_split="oos_test",
+    )
+    assert only_train["n_train"] == on_val["n_train"]
+    with pytest.raises(ValidationError, match="both trained on and scored"):
+        evaluate(subset, get_encoder(), train_splits=["train", "test"], eval_split="test")
 
 
 def test_margin_of_a_share_shrinks_with_more_cases() -> None:

@@ -88,11 +88,14 @@ def test_router_eval_prints_the_metrics(tmp_path: Path, clinc_subset: Path) -> N
     assert cv["folds"] == 5 and cv["n_in_scope"] == 500 and cv["n_oos"] == 40
     assert cv["in_scope_accuracy"] > 0.85 and 0 <= cv["oos_recall"] <= 1
     assert data["n_oos_eval"] == 30 and data["oos_recall_margin"] > 0
+    assert data["train_splits"] == ["train", "oos_train"]  # the development splits not scored
     text = run("router", "eval", "--data", str(clinc_subset), home=tmp_path)
     assert "cross-validated (5 folds" in text.stdout and "rests on 30 queries" in text.stdout
     bad = run("router", "eval", "--data", str(clinc_subset), "--eval-split", "test", home=tmp_path)
     assert bad.returncode != 0 and "no split 'test'" in bad.stderr
     assert "Traceback" not in bad.stderr
+    both = run("router", "eval", "--data", str(clinc_subset), "--train-split", "val", home=tmp_path)
+    assert both.returncode != 0 and "both trained on and scored" in both.stderr
 
 
 def test_bench_escalation_reports_share_and_cost(tmp_path: Path, clinc_subset: Path) -> None:
