@@ -18,7 +18,7 @@ from bitterbot.agent.router import (
     fit_head,
 )
 from bitterbot.agent.router_eval import evaluate, margin95, simulate_skills
-from bitterbot.agent.router_head import choose_threshold, fit_distance
+from bitterbot.agent.router_head import choose_threshold, fit_distance, matmul
 from bitterbot.protocol.errors import ModelError, ValidationError
 
 # shared/ sits beside the repository (here and in CI)
@@ -197,6 +197,14 @@ def test_set_skills_reuses_a_cached_head_only_for_the_same_skills(tmp_path: Path
     third.set_skills(SKILLS[:2], head_cache=cache)
     assert third.head is not None and "currency" not in third.head.labels
     assert IntentHead.load(cache).fingerprint == third.fingerprint()
+
+
+def test_matmul_without_blas_for_few_rows_gives_the_same_product() -> None:
+    rng = np.random.default_rng(2)
+    b = rng.normal(size=(64, 9)).astype(np.float32)
+    for rows in (1, 8, 9, 40):
+        a = rng.normal(size=(rows, 64)).astype(np.float32)
+        assert np.allclose(matmul(a, b), a @ b, atol=1e-4)
 
 
 def test_distance_is_mahalanobis_to_the_nearest_class_mean() -> None:
