@@ -73,6 +73,12 @@ def router_group() -> None:
     help="split to train on (repeat for several); default: every development split "
     "(train, oos_train, val, oos_val) in the file that is not scored",
 )
+@click.option(
+    "--oos-train-split",
+    "oos_train_splits",
+    multiple=True,
+    help="the same as --train-split (kept for older scripts)",
+)
 @click.option("--eval-split", default="val", show_default=True)
 @click.option("--oos-split", default="oos_val", show_default=True)
 @click.option(
@@ -90,6 +96,7 @@ def router_eval(
     cli_ctx: CliContext,
     data_path: Path,
     train_splits: tuple[str, ...],
+    oos_train_splits: tuple[str, ...],
     eval_split: str,
     oos_split: str,
     features: str,
@@ -108,7 +115,7 @@ def router_eval(
     result = evaluate(
         data,
         router_encoder(cli_ctx, int8),
-        train_splits=list(train_splits) or None,
+        train_splits=list(train_splits + oos_train_splits) or None,
         eval_split=eval_split,
         oos_split=oos_split or None,
         features=features,

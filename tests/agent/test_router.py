@@ -244,6 +244,20 @@ def test_distance_rejects_what_lies_beyond_the_classes_where_energy_alone_does_n
     assert sum(p == "c1" for p in mixed.predict(inside)[0]) >= 36  # the classes still route
 
 
+def test_distance_is_used_only_with_enough_examples_per_class() -> None:
+    rng = np.random.default_rng(13)
+    centers = rng.normal(size=(3, 16)) * 3
+
+    def head(per_class: int) -> IntentHead:
+        x = np.vstack([c + rng.normal(size=(per_class, 16)) for c in centers])
+        general = rng.normal(size=(30, 16)) * 3
+        labels = [f"c{i}" for i in range(3) for _ in range(per_class)] + ["bg"] * 30
+        return fit_head(np.vstack([x, general]).astype(np.float32), labels, background="bg")
+
+    assert head(5).distance is None  # a covariance from 5 examples a class is noise
+    assert head(6).distance is not None
+
+
 def test_threshold_loses_at_most_the_allowed_accuracy_and_rejects_wrong_ones_for_free() -> None:
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     correct = np.array([False, False, True, False, True, True, True, True, True, True])

@@ -96,6 +96,10 @@ def test_router_eval_prints_the_metrics(tmp_path: Path, clinc_subset: Path) -> N
     assert "Traceback" not in bad.stderr
     both = run("router", "eval", "--data", str(clinc_subset), "--train-split", "val", home=tmp_path)
     assert both.returncode != 0 and "both trained on and scored" in both.stderr
+    older = run("router", "eval", "--data", str(clinc_subset), "--train-split", "train",
+                "--oos-train-split", "oos_train", "--json", home=tmp_path)  # fmt: skip
+    assert older.returncode == 0, older.stderr
+    assert json.loads(older.stdout)["train_splits"] == ["train", "oos_train"]
 
 
 def test_bench_escalation_reports_share_and_cost(tmp_path: Path, clinc_subset: Path) -> None:
