@@ -52,7 +52,6 @@ class DhtMixin:
         forgets the records it stored for others, and under churn a key's records vanish
         from the peers closest to it until the providers announce again."""
         from libp2p.kad_dht.provider_store import ProviderRecord
-        from libp2p.peer.id import ID
         from libp2p.peer.peerinfo import PeerInfo
 
         self._provider_queue: list[tuple[bytes, dict[str, Any]]] = []
@@ -61,8 +60,7 @@ class DhtMixin:
         with store.read() as txn:
             rows = [(bytes(k), v) for k, v in txn.items(PROVIDERS_DB)]
         for db_key, value in rows:
-            key, peer_bytes, ts, addrs = _provider_row(db_key, value)
-            peer = ID(peer_bytes)
+            key, peer, ts, addrs = _provider_row(db_key, value)
             record = ProviderRecord(provider_info=PeerInfo(peer, addrs), timestamp=ts)
             providers.providers.setdefault(key, {})[str(peer)] = record
         original = providers.add_provider
@@ -309,21 +307,20 @@ class DhtMixin:
                 self.observer(op, time.perf_counter() - started, ok)
 
 
-def _provider_row(db_key: bytes, value: Any) -> tuple[bytes, bytes, float, list[Any]]:
-    """(key, provider peer ID bytes, timestamp in s, addresses) of a ``dht.providers`` row;
+def _provider_row(db_key: bytes, value: Any) -> tuple[bytes, Any, float, list[Any]]:
+    """(key, provider peer ID, timestamp in s, addresses) of a ``dht.providers`` row;
     ValidationError when it cannot be read."""
-    try:
-        from libp2p.peer.id import ID
+    from libp2p.peer.id import ID
 
-        key = db_key[1 : 1 + db_key[0]]
-        peer = db_key[1 + db_key[0] :]
-        ID(peer)
+    key, peer_bytes = db_key[1 : 1 + db_key[0]], db_key[1 + db_key[0] :]
+    if not key or not peer_bytes:
+        raise ValidationError("unreadable provider row: empty key or peer")
+    try:
+        peer = ID(peer_bytes)
         ts = float(value["ts"]) / 1000
         addrs = [parse_multiaddr(a) for a in value["addrs"]]
     except (BitterbotError, KeyError, TypeError, ValueError, IndexError) as exc:
         raise ValidationError(f"unreadable provider row: {exc}") from exc
-    if not key or not peer:
-        raise ValidationError("unreadable provider row: empty key or peer")
     return key, peer, ts, addrs
 
 
