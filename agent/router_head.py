@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -339,9 +339,11 @@ class IntentHead:
                         data["distance_whiten"].astype(np.float32),
                         data["distance_centers"].astype(np.float32),
                     )
-                norm = tuple(float(v) for v in data["norm"]) if "norm" in data else None
-                if norm is not None and len(norm) != 4:
-                    raise ValueError(f"norm has {len(norm)} values, not 4")
+                values = (
+                    [float(v) for v in data["norm"]] if "norm" in data else [0.0, 1.0, 0.0, 1.0]
+                )
+                if len(values) != 4:
+                    raise ValueError(f"norm has {len(values)} values, not 4")
                 return cls(
                     labels=[str(s) for s in data["labels"]],
                     weights=data["weights"].astype(np.float32),
@@ -353,7 +355,7 @@ class IntentHead:
                     fingerprint=str(data["fingerprint"]) if "fingerprint" in data else "",
                     cv=CrossValidated(**json.loads(cv)) if cv else None,
                     distance=distance,
-                    norm=cast(tuple[float, float, float, float], norm or (0.0, 1.0, 0.0, 1.0)),
+                    norm=(values[0], values[1], values[2], values[3]),
                     mix=float(data["mix"]) if "mix" in data else DISTANCE_WEIGHT,
                 )
         except (OSError, KeyError, ValueError, TypeError) as exc:
