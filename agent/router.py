@@ -252,11 +252,8 @@ class Router:
         if self.head is None:
             return RouteDecision(LOCAL_LLM, "no skills installed", 0.0, 0.0, None, 0.0)
         vec = self._encode([text[:MAX_TEXT_CHARS]])
-        logits = self.head.logits(vec)
-        score = float(self.head.score(vec, logits)[0])
-        candidate = self.head.labels[int(logits.argmax())]
-        confident = candidate != LOCAL_LLM and score >= self.head.threshold
-        label = candidate if confident else None
+        (label,), scores, (candidate,) = self.head.decide(vec)
+        score = float(scores[0])
         elapsed = (time.perf_counter() - start) * 1000
         if label is not None:
             reason = f"skill {label!r} matched (score {score:.2f} >= {self.head.threshold:.2f})"

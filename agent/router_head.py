@@ -286,14 +286,19 @@ class IntentHead:
 
     def predict(self, x: np.ndarray) -> tuple[list[str | None], np.ndarray]:
         """Label per row, or None when out of scope; and the out-of-scope scores."""
+        labels, scores, _candidates = self.decide(x)
+        return labels, scores
+
+    def decide(self, x: np.ndarray) -> tuple[list[str | None], np.ndarray, list[str]]:
+        """Per row: the label (None when out of scope: the background class won, or the
+        score is below the threshold), the out-of-scope score, and the best class."""
         z = self.logits(x)
         scores = self.score(x, z)
-        best = z.argmax(axis=1)
+        candidates = [self.labels[int(i)] for i in z.argmax(axis=1)]
         out: list[str | None] = []
-        for i, score in zip(best, scores, strict=True):
-            label = self.labels[int(i)]
+        for label, score in zip(candidates, scores, strict=True):
             out.append(None if label == self.background or score < self.threshold else label)
-        return out, scores
+        return out, scores, candidates
 
     @property
     def nbytes(self) -> int:
